@@ -1,0 +1,42 @@
+"""Arguments and error handling that several verbs share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.evaluation import EvaluationRequest
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="dataset folder (default: $XTALBENCH_DATA, else the per-user data dir)")
+
+
+def add_evaluation_args(parser: argparse.ArgumentParser, stability_default: bool) -> None:
+    add_data_dir(parser)
+    parser.add_argument("--eval-seed", type=int, default=0, help="seed of the Wasserstein and relaxation subsets")
+    parser.add_argument("--train-split", default="train",
+                        help="split(s) novelty is judged against, joined by '+' (e.g. val+train_partial); "
+                             "a run defaults to the splits its model was trained on")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--stability", dest="stability", action="store_true", default=stability_default,
+                       help="relax a seeded subset with CHGNet and compute S.U.N." + (" (default)" if stability_default else ""))
+    group.add_argument("--no-stability", dest="stability", action="store_false", help="skip stability and S.U.N.")
+    parser.add_argument("--hull", type=Path, default=None, help="a Materials Project phase diagram file (else the dataset's own hull)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def evaluation_request(args, n_relax: int = 100) -> EvaluationRequest:
+    return EvaluationRequest(
+        dataset=args.dataset, eval_seed=args.eval_seed, stability=args.stability, n_relax=n_relax,
+        novelty_split=args.train_split, hull=args.hull, data_dir=args.data_dir, workers=args.workers,
+        progress=args.progress,
+    )
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"bench: error: {message}", file=sys.stderr)
+    return code

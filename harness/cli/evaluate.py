@@ -1,0 +1,53 @@
+"""``bench evaluate FILE``: the protocol on a sample file (extxyz, CSV of CIFs, folder/zip of CIFs, CDVAE .pt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.cli.common import add_evaluation_args, evaluation_request
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a file of samples under the protocol")
+    parser.add_argument("samples", type=Path, help="extxyz, CSV(.gz) with a 'cif' column, folder/zip of CIFs, or CDVAE .pt")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--name", default=None, help="name of the run's generator (default: the file's stem)")
+    parser.add_argument("--external", type=Path, default=None,
+                        help="external-set manifest (JSON) describing a published sample set; found by hash if omitted")
+    parser.add_argument("--n-relax", type=int, default=100, help="size of the relaxed subset with --stability")
+    parser.add_argument("--generation-seconds", type=float, default=None,
+                        help="wall time the samples took to generate, if known (fills the cost keys)")
+    parser.add_argument("--out", type=Path, default=None, help="run folder")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    add_evaluation_args(parser, stability_default=False)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from dataclasses import asdict
+
+    from harness.evaluate_file import evaluate_file
+    from harness.registry import get_registry
+
+    get_registry().dataset(args.dataset)
+    external = _external_manifest(args)
+    request = evaluation_request(args, n_relax=args.n_relax)
+    record = evaluate_file(
+        args.samples, request, name=args.name, external=asdict(external) if external else None,
+        results_dir=args.results, out=args.out, n_relax=args.n_relax, generation_s=args.generation_seconds,
+    )
+    from harness.cli.run import _print_summary
+
+    _print_summary(record)
+    print(record)
+    return 0
+
+
+def _external_manifest(args):
+    try:
+        from harness import external
+    except ImportError:
+        return None
+    if args.external:
+        return external.load_manifest(args.external)
+    return external.find_manifest(args.samples)

@@ -1,0 +1,66 @@
+"""``bench evaluate``: the protocol applied to a sample file a user brings (or a published set with a manifest)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.evaluation import EvaluationRequest
+from harness.io import sha256_file
+from harness.protocol import CUSTOM_TIER
+from harness.records import RECORD_NAME
+from harness.runner import finish_run
+from harness.samples import read_samples
+
+
+def samples_digest(path: Path) -> str:
+    """sha256 of a sample file, or of a folder's CIF files in name order."""
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*.cif")):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def evaluate_file(
+    path: Path, request: EvaluationRequest, *, name: str | None = None, external: dict[str, Any] | None = None,
+    results_dir: Path = Path("results"), out: Path | None = None, n_relax: int = 100,
+    generation_s: float | None = None,
+) -> Path:
+    """Evaluate the samples in ``path`` and write an ordinary run record; returns the record path."""
+    path = Path(path)
+    digest = samples_digest(path)
+    plugin_name = f"external-{external['name']}" if external else (name or _stem(path))
+    run_id = f"{CUSTOM_TIER}-{digest[:12]}-seed{request.eval_seed}"
+    run_dir = Path(out) if out else results_dir / request.dataset / plugin_name / run_id
+    if (run_dir / RECORD_NAME).exists():
+        return run_dir / RECORD_NAME
+    samples = read_samples(path)
+    record_external = None
+    if external:
+        record_external = {k: external[k] for k in ("model", "paper", "source", "status", "caveats") if k in external}
+        record_external["manifest"] = external.get("name")
+    model_trained_on = external.get("trained_on") if external else None
+    return finish_run(
+        samples, run_dir, request, n_relax=n_relax, tier=CUSTOM_TIER,
+        plugin={"name": plugin_name, "version": str(external.get("version", "")) if external else "", "distribution": None,
+                "distribution_version": None},
+        sample_seed=None, generation_s=generation_s, sampling={"source_file": path.name, "request": _jsonable(request)},
+        model_trained_on=model_trained_on, external=record_external, samples_sha256=digest, run_id=run_id,
+    )
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".csv.gz", ".extxyz", ".xyz", ".csv", ".zip", ".pt", ".pth"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _jsonable(request: EvaluationRequest) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(request).items() if k not in ("progress",)}

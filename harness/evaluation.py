@@ -1,0 +1,122 @@
+"""Composes the metric families over one sample set: validity/coverage/distributions/symmetry, then stability."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.datasets import Split, load_split
+from harness.evaluation_types import Sample
+from harness.protocol import METRIC_KEYS
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """How to evaluate a sample set; every seed and split it uses ends up in the record."""
+
+    dataset: str
+    eval_seed: int = 0
+    stability: bool = True
+    n_relax: int = 100
+    novelty_split: str | None = "train"
+    hull: Path | None = None
+    data_dir: Path | None = None
+    workers: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    table: pd.DataFrame
+    details: dict[str, Any]
+    reference: Split
+    novelty: Split | None
+    seconds: float
+
+
+def base_table(samples: Sequence[Sample]) -> pd.DataFrame:
+    """One row per requested sample: whether it was constructed and, if not, why."""
+    rows = []
+    for sample in samples:
+        rows.append({
+            "index": sample.index,
+            "constructed": sample.structure is not None,
+            "invalid_reason": sample.reason,
+            "formula": sample.structure.composition.reduced_formula if sample.structure is not None else None,
+            "n_atoms": len(sample.structure) if sample.structure is not None else None,
+        })
+    return pd.DataFrame(rows).set_index("index")
+
+
+def merge_tables(base: pd.DataFrame, *tables: pd.DataFrame) -> pd.DataFrame:
+    merged = base
+    for table in tables:
+        extra = table.drop(columns=[c for c in table.columns if c in merged.columns], errors="ignore")
+        merged = merged.join(extra, how="left")
+    return merged
+
+
+def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Path | None = None) -> Evaluation:
+    """Run every metric family the request asks for; missing families leave their keys ``None``."""
+    from harness import metrics as metric_family
+
+    started = time.perf_counter()
+    reference = load_split(request.dataset, "test", request.data_dir)
+    novelty = None
+    if request.stability:
+        # Fail before the long work starts: novelty needs a training split, and a missing one is refused by name.
+        novelty = load_split(request.dataset, request.novelty_split or "train", request.data_dir)
+
+    values: dict[str, Any] = {key: None for key in METRIC_KEYS}
+    details: dict[str, Any] = {}
+    result = metric_family.evaluate(
+        samples, reference, dataset=request.dataset, seed=request.eval_seed, progress=request.progress,
+        executor=_executor(request.workers),
+    )
+    values.update(result.metrics)
+    details["metrics"] = result.info
+    tables = [result.table]
+    if request.stability:
+        from harness import stability
+
+        stab = stability.evaluate(
+            samples, dataset=request.dataset, train=novelty, n_relax=request.n_relax, seed=request.eval_seed,
+            hull_path=request.hull, work_dir=(work_dir / "stability") if work_dir else None,
+            data_dir=request.data_dir, workers=request.workers, progress=request.progress,
+        )
+        values.update(stab.metrics)
+        details["stability"] = stab.info
+        tables.append(stab.table)
+    unknown = set(values) - set(METRIC_KEYS)
+    if unknown:
+        raise KeyError(f"metric families returned keys outside the protocol: {sorted(unknown)}")
+    table = merge_tables(base_table(samples), *tables)
+    return Evaluation(values, table, details, reference, novelty, time.perf_counter() - started)
+
+
+def _executor(workers: int | None):
+    from harness.parallel import ProcessExecutor, SerialExecutor
+
+    return SerialExecutor() if workers == 1 else ProcessExecutor(workers=workers)
+
+
+def cost_metrics(generation_s: float | None, n_samples: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """SymmBFN's cost definitions: seconds per requested sample, per stable and per S.U.N. structure."""
+    if generation_s is None or n_samples == 0:
+        return {"seconds_per_sample": None, "seconds_per_stable": None, "seconds_per_sun": None}
+    per_sample = generation_s / n_samples
+
+    def per(rate):
+        return per_sample / rate if rate else None
+
+    return {
+        "seconds_per_sample": per_sample,
+        "seconds_per_stable": per(metrics.get("stable_rate")),
+        "seconds_per_sun": per(metrics.get("sun_rate")),
+    }

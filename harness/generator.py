@@ -1,0 +1,93 @@
+"""The generator interface every plugin implements, and the metadata the registry lists without importing it."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+    from harness.datasets import Split
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What the registry knows of a generator before importing it."""
+
+    name: str
+    version: str
+    target: str  # "package.module:ClassName", imported lazily
+    paper: str = ""  # citation or DOI
+    datasets: tuple[str, ...] = ()  # datasets it supports; empty means any
+    description: str = ""
+    distribution: str = ""  # filled by the registry from the entry point
+    distribution_version: str = ""
+
+    def load_class(self) -> type[Generator]:
+        module_name, _, attr = self.target.partition(":")
+        cls = getattr(importlib.import_module(module_name), attr)
+        if not (isinstance(cls, type) and issubclass(cls, Generator)):
+            raise TypeError(f"generator {self.name!r}: {self.target} is not a harness.generator.Generator subclass")
+        return cls
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :meth:`Generator.train` returns: where the checkpoint lies and what went into it."""
+
+    checkpoint: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+class Generator(ABC):
+    """A generative model of crystals. Subclasses set ``name`` and ``version`` and implement the three methods.
+
+    A generator is built for one dataset (``Generator(dataset_name)``), then trained or loaded, then sampled.
+    ``sample`` returns pymatgen Structures; ``None`` (or a Structure that fails construction checks) counts as a
+    sample the generator could not produce, never as a crash.
+    """
+
+    name: str = ""
+    version: str = "0"
+
+    def __init__(self, dataset: str):
+        self.dataset = dataset
+        self.checkpoint_path: Path | None = None
+
+    @abstractmethod
+    def train(self, dataset: Split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResult:
+        """Train on ``dataset`` (the training split the harness resolved) and write a checkpoint under ``out_dir``."""
+
+    @abstractmethod
+    def load(self, checkpoint: Path | None, device: str) -> None:
+        """Load weights (``None``: the shipped default for ``self.dataset``) onto ``device``."""
+
+    @abstractmethod
+    def sample(self, n: int, seed: int, batch_size: int) -> list[Structure | None]:
+        """Generate ``n`` structures, deterministically for a given ``seed``."""
+
+    # Optional hooks with safe defaults.
+    def default_checkpoint(self) -> Path | None:
+        """The checkpoint shipped for ``self.dataset``, if any."""
+        return None
+
+    def sampling_settings(self) -> dict[str, Any]:
+        """Settings that shaped the samples (steps, temperature ...), recorded in the run record."""
+        return {}
+
+    def training_splits(self) -> list[str] | None:
+        """The splits the loaded checkpoint was trained on, when known (recorded beside the run)."""
+        return None
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``cuda`` when present unless told otherwise."""
+    if device and device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

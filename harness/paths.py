@@ -1,0 +1,33 @@
+"""Where xtalbench reads data and keeps its caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV = "XTALBENCH_DATA"
+CACHE_ENV = "XTALBENCH_CACHE"
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The dataset directory: the explicit argument, else $XTALBENCH_DATA, else a per-user data dir."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("xtalbench")) / "datasets"
+
+
+def cache_dir(sub: str = "") -> Path:
+    """A cache directory ($XTALBENCH_CACHE, else the per-user cache dir), created on demand."""
+    if os.environ.get(CACHE_ENV):
+        root = Path(os.environ[CACHE_ENV]).expanduser()
+    else:
+        import platformdirs
+
+        root = Path(platformdirs.user_cache_dir("xtalbench"))
+    path = root / sub if sub else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,84 @@
+"""Run records: the versioned JSON contract that the CLI, leaderboards and users rely on (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from harness.io import atomic_write_json
+from harness.protocol import METRIC_KEYS
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "record.json"
+PER_SAMPLE_NAME = "per_sample.parquet"
+SAMPLES_NAME = "samples.extxyz"
+
+# Upgraders from version N to N+1, applied in turn to old records when they are loaded.
+UPGRADES: dict[int, Callable[[dict], dict]] = {}
+
+
+class RecordError(ValueError):
+    """A record file is unreadable, of an unknown schema version, or does not match the schema."""
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("harness").joinpath("schema/record.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def empty_metrics() -> dict[str, Any]:
+    return {key: None for key in METRIC_KEYS}
+
+
+def validate(record: dict[str, Any], where: str = "record") -> None:
+    """Raise RecordError naming the first schema violation."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        path = "/".join(map(str, first.absolute_path)) or "(top level)"
+        raise RecordError(f"{where}: {path}: {first.message}")
+
+
+def upgrade(record: dict[str, Any], where: str = "record") -> dict[str, Any]:
+    version = record.get("schema_version")
+    if not isinstance(version, int):
+        raise RecordError(f"{where}: no integer schema_version")
+    if version > SCHEMA_VERSION or (version < SCHEMA_VERSION and version not in UPGRADES):
+        raise RecordError(
+            f"{where}: schema_version {version} is not known to this xtalbench (reads {SCHEMA_VERSION}); "
+            "upgrade xtalbench to read it"
+        )
+    while record["schema_version"] < SCHEMA_VERSION:
+        record = UPGRADES[record["schema_version"]](record)
+    return record
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """Load, upgrade and validate a record; an unknown schema version is refused."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path}: cannot read record: {exc}") from exc
+    record = upgrade(record, str(path))
+    validate(record, str(path))
+    return record
+
+
+def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Validate and write ``record.json`` atomically into ``run_dir``."""
+    path = Path(run_dir) / RECORD_NAME
+    validate(record, str(path))
+    return atomic_write_json(path, record)
+
+
+def iter_record_paths(results_dir: str | Path) -> Iterator[Path]:
+    yield from sorted(Path(results_dir).glob(f"**/{RECORD_NAME}"))

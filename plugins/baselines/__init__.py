@@ -1,0 +1,1 @@
+"""Baseline generators: ``trainset`` (the ceiling) and ``random`` (the floor)."""

@@ -1,0 +1,116 @@
+"""The runner: records that validate, determinism, resume after a kill, and generators that misbehave."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from harness.evaluation import EvaluationRequest
+from harness.generator import Generator, GeneratorSpec
+from harness.hookspecs import hookimpl
+from harness.records import RecordError, load_record, validate
+from harness.registry import build_registry, set_registry
+from harness.runner import RunRequest, generate, run
+from plugins.baselines.trainset import TrainsetGenerator
+from tests.conftest import TinyDatasetPlugin
+
+N = 12
+
+
+def request(tmp_path, name, **kw) -> RunRequest:
+    evaluation = EvaluationRequest(dataset="tiny", stability=False, workers=1, progress=False)
+    return RunRequest(plugin=kw.pop("plugin", "trainset"), dataset="tiny", n_samples=N, batch_size=5,
+                      out=tmp_path / name, evaluation=evaluation, **kw)
+
+
+def test_trainset_run_writes_a_valid_record(tiny_dataset, tmp_path):
+    path = run(request(tmp_path, "a"))
+    record = load_record(path)
+    assert record["tier"] == "custom" and record["n_samples"] == N
+    assert record["splits"]["model_trained_on"] == "train" and record["splits"]["paper_training_split"]
+    assert record["metrics"]["struct_valid"] == 1.0
+    assert record["metrics"]["stable_rate"] is None  # not computed, so null, never made up
+    table = pd.read_parquet(path.parent / "per_sample.parquet")
+    assert len(table) == N
+
+
+def test_same_seed_same_metrics_other_seed_other_samples(tiny_dataset, tmp_path):
+    first = load_record(run(request(tmp_path, "a", seed=3)))
+    second = load_record(run(request(tmp_path, "b", seed=3)))
+    third = load_record(run(request(tmp_path, "c", seed=4)))
+    assert first["metrics"] == second["metrics"]
+    assert first["data"]["samples_sha256"] == second["data"]["samples_sha256"]
+    assert first["data"]["samples_sha256"] != third["data"]["samples_sha256"]
+
+
+def test_a_killed_run_resumes_to_the_same_record(tiny_dataset, tmp_path):
+    whole = load_record(run(request(tmp_path, "whole", seed=7)))
+    # Simulate a kill after the first batch: only batch 0 was written, no record.
+    generator = TrainsetGenerator("tiny")
+    generator.load(None, "cpu")
+    partial = tmp_path / "resumed"
+    generate(generator, 5, 7, 5, partial, progress=False)
+    (partial / "run.json").write_text(json.dumps({"plugin": "trainset", "dataset": "tiny", "n_samples": N, "seed": 7,
+                                                  "batch_size": 5, "checkpoint_sha256": None, "tier": "custom"}))
+    resumed = load_record(run(request(tmp_path, "resumed", seed=7)))
+    assert resumed["metrics"] == whole["metrics"]
+    assert resumed["data"]["samples_sha256"] == whole["data"]["samples_sha256"]
+
+
+def test_resuming_with_other_settings_is_refused(tiny_dataset, tmp_path):
+    from harness.runner import RunError
+
+    target = tmp_path / "x"
+    target.mkdir()
+    (target / "run.json").write_text(json.dumps({"seed": 99}))
+    with pytest.raises(RunError, match="other settings"):
+        run(request(tmp_path, "x"))
+
+
+class Flaky(Generator):
+    name = "flaky"
+    version = "1"
+
+    def train(self, dataset, config, out_dir, seed):
+        raise NotImplementedError
+
+    def load(self, checkpoint, device):
+        pass
+
+    def sample(self, n, seed, batch_size):
+        if seed % 2:
+            raise RuntimeError("model exploded")
+        from tests.conftest import rocksalt
+
+        return [rocksalt(), None, "junk"][: n] + [rocksalt()] * max(0, n - 3)
+
+
+class FlakyPlugin:
+    @hookimpl
+    def xtalbench_register_generators(self, register):
+        register(GeneratorSpec(name="flaky", version="1", target="tests.test_runner:Flaky"))
+
+
+def test_a_generator_that_raises_or_returns_junk_gives_invalid_samples(tiny_dataset, tmp_path):
+    set_registry(build_registry(extra_plugins=[TinyDatasetPlugin(), FlakyPlugin()]))
+    path = run(request(tmp_path, "flaky", plugin="flaky", seed=1))
+    record = load_record(path)
+    table = pd.read_parquet(path.parent / "per_sample.parquet")
+    reasons = table["invalid_reason"].dropna().tolist()
+    assert any("model exploded" in r for r in reasons) or any("no structure" in r for r in reasons)
+    assert 0 <= record["metrics"]["valid"] < 1
+
+
+def test_records_with_unknown_schema_or_extra_metrics_are_refused(tiny_dataset, tmp_path):
+    path = run(request(tmp_path, "a"))
+    record = json.loads(path.read_text())
+    record["schema_version"] = 99
+    path.write_text(json.dumps(record))
+    with pytest.raises(RecordError, match="schema_version 99"):
+        load_record(path)
+    record["schema_version"] = 1
+    record["metrics"]["made_up"] = 1.0
+    with pytest.raises(RecordError, match="made_up"):
+        validate(record)

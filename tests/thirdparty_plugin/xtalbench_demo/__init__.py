@@ -1,0 +1,1 @@
+"""A third-party xtalbench plugin: rock-salt crystals of random alkali halides."""
