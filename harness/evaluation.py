@@ -12,6 +12,7 @@ import pandas as pd
 
 from harness.datasets import Split, load_split
 from harness.evaluation_types import Sample
+from harness.parallel import default_executor
 from harness.protocol import METRIC_KEYS
 
 
@@ -75,10 +76,11 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
 
     values: dict[str, Any] = {key: None for key in METRIC_KEYS}
     details: dict[str, Any] = {}
-    result = metric_family.evaluate(
-        samples, reference, dataset=request.dataset, seed=request.eval_seed, progress=request.progress,
-        executor=_executor(request.workers),
-    )
+    with default_executor(request.workers, progress=request.progress) as executor:
+        result = metric_family.evaluate(
+            samples, reference, dataset=request.dataset, seed=request.eval_seed, progress=request.progress,
+            executor=executor,
+        )
     values.update(result.metrics)
     details["metrics"] = result.info
     tables = [result.table]
@@ -98,12 +100,6 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
         raise KeyError(f"metric families returned keys outside the protocol: {sorted(unknown)}")
     table = merge_tables(base_table(samples), *tables)
     return Evaluation(values, table, details, reference, novelty, time.perf_counter() - started)
-
-
-def _executor(workers: int | None):
-    from harness.parallel import ProcessExecutor, SerialExecutor
-
-    return SerialExecutor() if workers == 1 else ProcessExecutor(workers=workers)
 
 
 def cost_metrics(generation_s: float | None, n_samples: int, metrics: dict[str, Any]) -> dict[str, Any]:

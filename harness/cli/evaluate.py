@@ -24,16 +24,20 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from dataclasses import asdict
-
-    from harness.evaluate_file import evaluate_file
+    from harness.cli.common import fail
+    from harness.evaluate_file import evaluate_file, samples_digest
     from harness.registry import get_registry
 
     get_registry().dataset(args.dataset)
     external = _external_manifest(args)
+    if external is not None:
+        if external.dataset != args.dataset:
+            return fail(f"{args.samples}: the manifest says dataset {external.dataset!r}, not {args.dataset!r}")
+        if args.samples.is_file() and samples_digest(args.samples) != external.sha256:
+            return fail(f"{args.samples}: sha256 differs from the manifest's ({external.sha256[:16]}...): not the posted file")
     request = evaluation_request(args, n_relax=args.n_relax)
     record = evaluate_file(
-        args.samples, request, name=args.name, external=asdict(external) if external else None,
+        args.samples, request, name=args.name, external=external.as_json() if external else None,
         results_dir=args.results, out=args.out, n_relax=args.n_relax, generation_s=args.generation_seconds,
     )
     from harness.cli.run import _print_summary
@@ -44,10 +48,8 @@ def run(args) -> int:
 
 
 def _external_manifest(args):
-    try:
-        from harness import external
-    except ImportError:
-        return None
+    from harness import external
+
     if args.external:
         return external.load_manifest(args.external)
     return external.find_manifest(args.samples)

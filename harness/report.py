@@ -1,0 +1,287 @@
+"""A per-run report: PNG plots of a record's samples against the test split, and a markdown summary."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.io import atomic_write, atomic_write_text
+from harness.leaderboard import METRIC_COLUMNS, MISSING, REPORT_NAME, format_value
+from harness.protocol import METASTABLE_EHULL, SG_SYMPREC, STABLE_EHULL
+from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record
+
+PROPERTY_COLUMNS = ("density", "num_elems", "spacegroup")
+PLOT_NAMES = {"spacegroup": "spacegroup.png", "density": "density.png", "num_elems": "num_elems.png",
+              "ehull": "ehull.png"}
+# First space-group number of each crystal system (International Tables), for the histogram's axis.
+CRYSTAL_SYSTEMS = ((1, "triclinic"), (3, "monoclinic"), (16, "orthorhombic"), (75, "tetragonal"), (143, "trigonal"),
+                   (168, "hexagonal"), (195, "cubic"))
+SAMPLE_COLOUR, TEST_COLOUR = "#d95f02", "#7570b3"
+EHULL_RANGE = (-0.5, 1.5)  # eV/atom shown; values outside are counted in the title
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``write_report`` wrote: the markdown, the plots, and notes on what was skipped."""
+
+    markdown: Path
+    plots: tuple[Path, ...]
+    notes: tuple[str, ...]
+
+
+# ---- test-split properties ------------------------------------------------------------------------------
+
+
+def structure_properties(structure, symprec: float = SG_SYMPREC) -> dict[str, Any]:
+    """Density (g/cm³), number of distinct elements and space group (1 when spglib fails), with the same
+    functions the metrics use."""
+    from harness.metrics.distributions import density, num_elements
+    from harness.metrics.symmetry import spacegroup_number
+
+    return {"density": density(structure), "num_elems": num_elements(structure),
+            "spacegroup": spacegroup_number(structure, symprec)}
+
+
+def properties_table(structures) -> pd.DataFrame:
+    rows = [structure_properties(s) for s in structures]
+    return pd.DataFrame(rows, columns=list(PROPERTY_COLUMNS))
+
+
+def reference_properties(dataset: str, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """Properties of every test structure, cached under ``cache_dir("props")`` by the split's sha256."""
+    from harness.datasets import load_split
+    from harness.paths import cache_dir
+
+    split = load_split(dataset, "test", data_dir=data_dir)
+    cache = cache_dir("props") / f"{dataset}-test-{split.sha256}-symprec{SG_SYMPREC}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    table = properties_table(split.structures)
+    atomic_write(cache, lambda tmp: table.to_parquet(tmp, index=False))
+    return table
+
+
+# ---- plots ----------------------------------------------------------------------------------------------
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+    return plt, fig, ax
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+    plt.close(fig)
+    return path
+
+
+def _fractions(values: pd.Series, bins: np.ndarray) -> np.ndarray:
+    counts = values.value_counts().reindex(bins, fill_value=0).to_numpy(dtype=float)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def plot_spacegroups(samples: pd.Series, reference: pd.Series | None, path: Path, title: str) -> Path:
+    """Mirrored histogram: valid samples above the axis, the test split below, so neither hides the other."""
+    from matplotlib.ticker import FuncFormatter
+
+    plt, fig, ax = _figure()
+    groups = np.arange(1, 231)
+    edges = np.arange(0.5, 231.5)
+    ax.stairs(_fractions(samples, groups), edges, fill=True, color=SAMPLE_COLOUR,
+              label=f"valid samples (n={len(samples):,}), above")
+    if reference is not None:
+        ax.stairs(-_fractions(reference, groups), edges, fill=True, color=TEST_COLOUR,
+                  label=f"test split (n={len(reference):,}), below")
+    ax.axhline(0, color="black", lw=0.6)
+    starts = [start for start, _ in CRYSTAL_SYSTEMS] + [231]
+    for (start, name), end in zip(CRYSTAL_SYSTEMS, starts[1:]):
+        ax.axvline(start - 0.5, color="grey", lw=0.5, ls=":")
+        ax.text((start + end - 1) / 2, 0.98, name, transform=ax.get_xaxis_transform(), fontsize=7, va="top",
+                ha="center", rotation=90, color="grey")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{abs(y):.2f}"))
+    ax.set_xlim(0.5, 230.5)
+    ax.set_xlabel(f"space group (spglib, symprec {SG_SYMPREC})")
+    ax.set_ylabel("fraction of structures")
+    ax.set_title(title, fontsize=10, pad=20)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    return _save(plt, fig, path)
+
+
+def plot_density(samples: pd.Series, reference: pd.Series | None, path: Path, title: str) -> Path:
+    plt, fig, ax = _figure()
+    pooled = pd.concat([samples, reference]) if reference is not None else samples
+    upper = float(np.quantile(pooled, 0.995)) if len(pooled) else 1.0
+    bins = np.linspace(0.0, max(upper, 1e-6), 61)
+    if reference is not None:
+        ax.hist(reference.clip(upper=bins[-1]), bins=bins, density=True, histtype="stepfilled", color=TEST_COLOUR, alpha=0.45,
+                label=f"test split (n={len(reference):,})")
+    ax.hist(samples.clip(upper=bins[-1]), bins=bins, density=True, histtype="step", color=SAMPLE_COLOUR, lw=1.4,
+            label=f"valid samples (n={len(samples):,})")
+    ax.set_xlabel("density (g/cm³); the last bin holds everything above the 99.5th percentile")
+    ax.set_ylabel("probability density")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def plot_num_elems(samples: pd.Series, reference: pd.Series | None, path: Path, title: str) -> Path:
+    plt, fig, ax = _figure()
+    top = int(max(samples.max() if len(samples) else 1, reference.max() if reference is not None else 1))
+    counts = np.arange(1, top + 1)
+    width = 0.4 if reference is not None else 0.8
+    if reference is not None:
+        ax.bar(counts - width / 2, _fractions(reference, counts), width=width, color=TEST_COLOUR, alpha=0.6,
+               label=f"test split (n={len(reference):,})")
+    ax.bar(counts + (width / 2 if reference is not None else 0), _fractions(samples, counts), width=width,
+           color=SAMPLE_COLOUR, alpha=0.85, label=f"valid samples (n={len(samples):,})")
+    ax.set_xticks(counts)
+    ax.set_xlabel("number of distinct elements")
+    ax.set_ylabel("fraction of structures")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def plot_ehull(ehull: pd.Series, path: Path, title: str) -> Path:
+    plt, fig, ax = _figure()
+    low, high = EHULL_RANGE
+    below, above = int((ehull < low).sum()), int((ehull > high).sum())
+    ax.hist(ehull.clip(low, high), bins=np.linspace(low, high, 81), histtype="stepfilled", color=SAMPLE_COLOUR, alpha=0.8)
+    ax.axvline(STABLE_EHULL, color="black", lw=1.0, label=f"stable: E_hull ≤ {STABLE_EHULL:g}")
+    ax.axvline(METASTABLE_EHULL, color="black", lw=1.0, ls="--", label=f"metastable: ≤ {METASTABLE_EHULL:g} eV/atom")
+    ax.set_xlabel(f"E_hull (eV/atom), clipped to [{low:g}, {high:g}]: {below} below, {above} above")
+    ax.set_ylabel("relaxed samples")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+# ---- the report -----------------------------------------------------------------------------------------
+
+
+def _metric_text(metrics: dict[str, Any], key: str) -> str:
+    column = next(c for c in METRIC_COLUMNS if c.key == key)
+    return format_value(metrics.get(key), column.kind)
+
+
+def _run_lines(record: dict[str, Any]) -> list[str]:
+    hardware = record["provenance"]["hardware"]
+    splits = record["splits"]
+    lines = [
+        f"- kind: {record['kind']}; tier: {record['tier']}; samples requested: {record['n_samples']:,}",
+        f"- created: {record['created']}; protocol {record['protocol_version']}; "
+        f"plugin {' '.join(filter(None, (record['plugin']['name'], record['plugin']['version'])))}",
+        f"- hardware: {hardware['cpu']}" + (f" ({hardware['cores']} cores)" if hardware.get("cores") else "")
+        + f", GPU: {hardware.get('gpu') or 'none'}",
+        f"- reference: {splits['reference']} split; novelty against: {splits.get('novelty') or MISSING}; "
+        f"model trained on: {splits.get('model_trained_on') or MISSING}"
+        + ("" if splits["paper_training_split"] else " (**not** the paper's training split)"),
+    ]
+    if record.get("external"):
+        external = record["external"]
+        lines.append(f"- external set: {external['model']} ({external.get('paper', MISSING)}), status "
+                     f"**{external['status']}**, from `{external['source']}`")
+        lines += [f"  - caveat: {caveat}" for caveat in external.get("caveats", [])]
+    return lines
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    from tabulate import tabulate
+
+    rows = [[column.title, format_value(metrics.get(column.key), column.kind), f"`{column.key}`"]
+            for column in METRIC_COLUMNS]
+    return tabulate(rows, headers=["metric", "value", "record key"], tablefmt="github", disable_numparse=True)
+
+
+REASON_COLUMNS = ("invalid_reason", "validity_reason")  # construction failures; failed validity checks
+
+
+def _invalid_reasons(table: pd.DataFrame, limit: int = 8) -> list[str]:
+    """The most common reasons samples are invalid, numbers masked so that "atoms 0.31 Å apart" groups."""
+    invalid = table[~table["valid"].fillna(False).astype(bool)] if "valid" in table else table
+    parts = []
+    for column in (c for c in REASON_COLUMNS if c in invalid):
+        for reason in invalid[column].dropna().astype(str):
+            parts += [re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "…", p.strip()) for p in reason.split("; ") if p.strip()]
+    if not parts:
+        return []
+    counts = pd.Series(parts).value_counts().sort_index().sort_values(ascending=False, kind="stable")
+    lines = [f"- {count:,} × {reason}" for reason, count in counts.head(limit).items()]
+    if len(counts) > limit:
+        lines.append(f"- … and {len(counts) - limit} other reasons ({int(counts.iloc[limit:].sum()):,} samples)")
+    return lines
+
+
+def resolve_record_path(path: str | Path) -> Path:
+    """Accept a record file or the run folder holding it."""
+    path = Path(path)
+    return path / RECORD_NAME if path.is_dir() else path
+
+
+def write_report(record_path: str | Path, reference: pd.DataFrame | None) -> Report:
+    """Write the plots and ``report.md`` beside ``record_path``; ``reference`` holds the test split's properties
+    (``reference_properties``), or None to plot the samples alone."""
+    record_path = resolve_record_path(record_path)
+    record = load_record(record_path)
+    run_dir = record_path.parent
+    table = pd.read_parquet(run_dir / (record["files"].get("per_sample") or PER_SAMPLE_NAME))
+    metrics = record["metrics"]
+    valid = table[table["valid"].fillna(False).astype(bool)] if "valid" in table else table.iloc[0:0]
+    name = f"{record['plugin']['name']} on {record['dataset']}"
+    notes: list[str] = []
+    if reference is None:
+        notes.append("The test split was not available: the plots show the samples alone.")
+    ref = (lambda column: reference[column].dropna()) if reference is not None else (lambda column: None)
+
+    plots = [
+        plot_spacegroups(valid["spacegroup"].dropna().astype(int), ref("spacegroup"), run_dir / PLOT_NAMES["spacegroup"],
+                         f"{name}: space groups (sg JSD {_metric_text(metrics, 'sg_jsd')}, "
+                         f"SymmCD variant {_metric_text(metrics, 'sg_jsd_symmcd')})"),
+        plot_density(valid["density"].dropna(), ref("density"), run_dir / PLOT_NAMES["density"],
+                     f"{name}: density (wdist {_metric_text(metrics, 'wdist_density')})"),
+        plot_num_elems(valid["num_elems"].dropna().astype(int), ref("num_elems"), run_dir / PLOT_NAMES["num_elems"],
+                       f"{name}: elements per structure (wdist {_metric_text(metrics, 'wdist_num_elems')})"),
+    ]
+    ehull = table["e_hull"].dropna() if "e_hull" in table else pd.Series(dtype=float)
+    ehull = ehull[np.isfinite(ehull.astype(float))].astype(float)
+    stale = run_dir / PLOT_NAMES["ehull"]
+    if ehull.empty:
+        notes.append("No stability data in this record (no relaxed subset with E_hull): the E_hull plot is skipped.")
+        if stale.exists():
+            stale.unlink()
+    else:
+        plots.append(plot_ehull(ehull, stale, f"{name}: E_hull of the relaxed subset (n={len(ehull):,}; stable "
+                                              f"{_metric_text(metrics, 'stable_rate')}, "
+                                              f"metastable {_metric_text(metrics, 'metastable_rate')})"))
+
+    lines = [f"# Report: {name}, run `{record['run_id']}`", "",
+             f"Generated by `bench report` from [{RECORD_NAME}]({RECORD_NAME}) and its per-sample table.", "",
+             "## Run", "", *_run_lines(record), "", "## Metrics", "", _metrics_table(metrics), "",
+             f"Valid samples: {len(valid):,} of {len(table):,} rows in the per-sample table "
+             f"({record['n_samples']:,} requested).", ""]
+    reasons = _invalid_reasons(table)
+    if reasons:
+        lines += ["Most common reasons a sample is invalid (a sample may have several):", "", *reasons, ""]
+    lines += ["## Plots", "",
+              "Valid samples (all of them, not the 1,000-sample subset the Wasserstein distances use) against "
+              "the test split.", ""]
+    captions = {"spacegroup": "Space-group histogram", "density": "Density", "num_elems": "Number of elements",
+                "ehull": "E_hull of the relaxed subset"}
+    for plot in plots:
+        key = next(k for k, v in PLOT_NAMES.items() if v == plot.name)
+        lines += [f"### {captions[key]}", "", f"![{captions[key]}]({plot.name})", ""]
+    if notes:
+        lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    markdown = atomic_write_text(run_dir / REPORT_NAME, "\n".join(lines).rstrip("\n") + "\n")
+    return Report(markdown=markdown, plots=tuple(plots), notes=tuple(notes))

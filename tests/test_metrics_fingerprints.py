@@ -1,0 +1,87 @@
+"""Fingerprints: shapes, the fixed scaler, NaN handling and invariances of the structure fingerprint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from metrics_fixtures import (
+    crystals,
+    imaged,
+    niggli,
+    permuted,
+    perovskite,
+    rocksalt,
+    rotated,
+    supercell,
+    translated,
+)
+
+from harness.metrics.fingerprints import (
+    N_COMP_FEATURES,
+    N_STRUCT_FEATURES,
+    composition_fingerprint,
+    fingerprint_structures,
+    magpie_scaler,
+    scale_composition,
+    structure_fingerprint,
+)
+from harness.parallel import SerialExecutor
+
+
+def test_scaler_is_cdvae_package_data():
+    means, stds, source = magpie_scaler()
+    assert means.shape == stds.shape == (N_COMP_FEATURES,)
+    assert "cdvae" in source and np.all(stds > 0)
+    # first feature: MagpieData minimum Number; CDVAE's mean 21.19444...
+    assert means[0] == pytest.approx(21.194441759304013)
+
+
+def test_scaling_and_nan_to_zero():
+    means, stds, _ = magpie_scaler()
+    raw = means + 2 * stds
+    raw[5] = np.nan
+    scaled = scale_composition(raw)
+    assert scaled[5] == 0.0 and np.allclose(np.delete(scaled, 5), 2.0)
+
+
+def test_noble_gas_features_stay_nan_until_scaled():
+    raw = composition_fingerprint("HeO")  # no imputation (matminer >= 0.9 would impute by default)
+    assert np.isnan(raw).any() and not np.isnan(scale_composition(raw)).any()
+
+
+def test_fingerprints_of_known_crystals():
+    fp = structure_fingerprint(rocksalt())
+    assert fp.shape == (N_STRUCT_FEATURES,)
+    # every site of rock salt is octahedral: the CN=6 octahedral order parameter is 1
+    assert fp.max() == pytest.approx(1.0, abs=1e-6)
+    assert not np.allclose(fp, structure_fingerprint(perovskite()))
+
+
+def test_fingerprint_structures_records_missing_and_failed():
+    fps = fingerprint_structures(
+        [rocksalt(), None, "not a structure"], executor=SerialExecutor(progress=False)
+    )
+    assert fps.ok.tolist() == [True, False, False]
+    assert fps.errors[1] == "not constructed" and fps.errors[2].startswith("AttributeError")
+    assert np.isnan(fps.struct[1]).all() and np.isnan(fps.comp[2]).all()
+    assert np.isfinite(fps.comp[0]).all()
+
+
+TRANSFORMS = {
+    "permute": lambda s, k: permuted(s, k),
+    "rotate": lambda s, k: rotated(s, k),
+    "translate": lambda s, k: translated(s, [0.3, 0.11 * (k % 9), 0.5]),
+    "images": lambda s, k: imaged(s, k),
+    "supercell": lambda s, k: supercell(s),
+    "niggli": lambda s, k: niggli(s),
+}
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(crystals(max_atoms=3), st.integers(0, 1000), st.sampled_from(sorted(TRANSFORMS)))
+def test_fingerprint_invariances(structure, seed, name):
+    other = TRANSFORMS[name](structure, seed)
+    assert np.allclose(structure_fingerprint(other), structure_fingerprint(structure), atol=1e-6)
+    assert np.allclose(composition_fingerprint(other), composition_fingerprint(structure), equal_nan=True)

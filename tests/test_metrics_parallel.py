@@ -1,0 +1,65 @@
+"""Executors: order, recorded failures, per-item timeouts, a dying worker, and the Protocol."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import pytest
+
+from harness.parallel import (
+    Executor,
+    Outcome,
+    ProcessExecutor,
+    SerialExecutor,
+    default_executor,
+    format_error,
+)
+
+
+def test_serial_records_errors_and_timeouts():
+    executor = SerialExecutor(progress=False)
+    outcomes = executor.map(math.sqrt, [4.0, -1.0], timeout_s=5)
+    assert outcomes[0] == Outcome(2.0, None, outcomes[0].seconds)
+    assert outcomes[1].error == "ValueError: math domain error" and not outcomes[1].ok
+    slow = executor.map(time.sleep, [3.0], timeout_s=0.2)[0]
+    assert slow.error == "timeout after 0.2 s" and slow.seconds < 2
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with ProcessExecutor(2, progress=False) as executor:
+        yield executor
+
+
+def test_process_pool_keeps_order(pool):
+    outcomes = pool.map(math.factorial, list(range(12)), timeout_s=30)
+    assert [o.value for o in outcomes] == [math.factorial(i) for i in range(12)]
+
+
+def test_process_pool_timeout_error_and_death(pool):
+    # time.sleep(30) overruns; sqrt(-1) raises; os._exit kills its worker: each is recorded, the rest still run
+    items = [(time.sleep, 30.0), (math.sqrt, -1.0), (os._exit, 3), (math.sqrt, 9.0)]
+    outcomes = [pool.map(fn, [arg], timeout_s=1.5)[0] for fn, arg in items]
+    assert outcomes[0].error == "timeout after 1.5 s"
+    assert outcomes[1].error == "ValueError: math domain error"
+    assert outcomes[2].error.startswith("worker died")
+    assert outcomes[3].value == 3.0
+    mixed = pool.map(time.sleep, [0.0, 30.0, 0.0, 0.0], timeout_s=1.5)
+    assert [o.error for o in mixed] == [None, "timeout after 1.5 s", None, None]
+
+
+def test_unpicklable_item_is_a_recorded_failure(pool):
+    outcomes = pool.map(len, [[1, 2], lambda: None, "abc"], timeout_s=10)
+    assert outcomes[0].value == 2 and outcomes[2].value == 3
+    assert outcomes[1].error.startswith("cannot send to worker")
+
+
+def test_protocol_and_factory():
+    assert isinstance(SerialExecutor(), Executor) and isinstance(ProcessExecutor(1), Executor)
+    assert isinstance(default_executor(1), SerialExecutor)
+    assert isinstance(default_executor(2), ProcessExecutor)
+    assert ProcessExecutor().workers == (os.cpu_count() or 1)
+    assert format_error(KeyError("x")) == "KeyError: 'x'"
+    assert SerialExecutor().map(abs, []) == [] and ProcessExecutor(2).map(abs, []) == []

@@ -1,0 +1,93 @@
+"""Per-run reports: plots and markdown beside a tiny record; test-split properties and their cache."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import pytest
+from conftest import diamond, rocksalt
+
+from harness import report
+from harness.cli import report as report_cli
+
+try:
+    from test_leaderboard_records import make_record, per_sample_table, write_run
+except ImportError:  # tests/ imported as a package
+    from tests.test_leaderboard_records import make_record, per_sample_table, write_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def reference_table() -> pd.DataFrame:
+    return pd.DataFrame({"density": [2.1, 3.5, 5.0, 4.2], "num_elems": [2, 3, 1, 2], "spacegroup": [225, 62, 1, 14]})
+
+
+def bench_report(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    report_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["report", *argv])
+    return args.func(args)
+
+
+def test_report_writes_plots_and_markdown_linking_them_deterministically(tmp_path):
+    record = make_record(metrics={"valid": 0.8, "sg_jsd": 0.25, "stable_rate": 0.3, "n_relaxed": 10})
+    path = write_run(tmp_path / "results", record, per_sample_table(relaxed=10))
+    result = report.write_report(path, reference_table())
+    names = sorted(p.name for p in result.plots)
+    assert names == ["density.png", "ehull.png", "num_elems.png", "spacegroup.png"]
+    for plot in result.plots:
+        assert plot.parent == path.parent and plot.read_bytes().startswith(PNG_MAGIC)
+    text = result.markdown.read_text()
+    assert result.markdown == path.parent / "report.md"
+    for name in names:
+        assert f"]({name})" in text
+    assert "| valid ↑ " in text and "0.8000" in text and "[record.json](record.json)" in text
+    assert "× atoms closer than … Å" in text
+    assert result.notes == ()
+    contents = {p: p.read_bytes() for p in (result.markdown, *result.plots)}
+    again = report.write_report(path, reference_table())
+    assert {p: p.read_bytes() for p in (again.markdown, *again.plots)} == contents
+
+
+def test_report_without_stability_skips_ehull_with_a_note(tmp_path):
+    path = write_run(tmp_path / "results", make_record(), per_sample_table(relaxed=10))
+    report.write_report(path, reference_table())
+    assert (path.parent / "ehull.png").exists()
+    path = write_run(tmp_path / "results", make_record(), per_sample_table(relaxed=0))  # same run, rerun
+    result = report.write_report(path.parent, None)  # the run folder is accepted too
+    assert not (path.parent / "ehull.png").exists()
+    assert len(result.plots) == 3
+    text = result.markdown.read_text()
+    assert "E_hull plot is skipped" in text and "samples alone" in text and "ehull.png" not in text
+
+
+def test_structure_properties_of_textbook_crystals():
+    salt = report.structure_properties(rocksalt())
+    assert salt["spacegroup"] == 225 and salt["num_elems"] == 2
+    assert salt["density"] == pytest.approx(2.165, abs=0.01)  # NaCl, a = 5.64 Å
+    assert report.structure_properties(diamond())["spacegroup"] == 227
+    # A supercell with a rattled atom keeps its composition but loses symmetry.
+    rattled = rocksalt() * (1, 1, 2)
+    rattled.translate_sites([0], [0.03, 0.01, 0.0])
+    props = report.structure_properties(rattled)
+    assert props["num_elems"] == 2 and props["spacegroup"] < 225
+
+
+def test_reference_properties_are_cached_by_split_hash(tiny_dataset, monkeypatch):
+    first = report.reference_properties("tiny")
+    assert len(first) == 8 and set(first.columns) == {"density", "num_elems", "spacegroup"}
+    assert first["spacegroup"].tolist()[:2] == [225, 221]  # rocksalt, cubic perovskite
+    monkeypatch.setattr(report, "properties_table", lambda structures: pytest.fail("cache not used"))
+    pd.testing.assert_frame_equal(report.reference_properties("tiny"), first)
+
+
+def test_cli_writes_report_and_refuses_a_bad_record(tmp_path, capsys):
+    path = write_run(tmp_path / "results", make_record(), per_sample_table())
+    assert bench_report(str(path), "--no-reference") == 0
+    assert "wrote" in capsys.readouterr().out and (path.parent / "report.md").exists()
+    bad = tmp_path / "bad" / "record.json"
+    bad.parent.mkdir()
+    bad.write_text('{"schema_version": 1}')
+    assert bench_report(str(bad), "--no-reference") == 2
+    assert "bad/record.json" in capsys.readouterr().err
