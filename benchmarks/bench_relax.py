@@ -1,0 +1,289 @@
+"""CHGNet relaxation benchmarks and the stability family's sanity checks on a real dataset.
+
+    python benchmarks/bench_relax.py throughput --n 50        # batched FIRE vs StructOptimizer, same structures
+    python benchmarks/bench_relax.py validate --dataset perov5 # test on hull, train not novel, perturbed less stable
+
+Both run single-threaded (torch and BLAS) and write JSON under results/benchmarks/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+warnings.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _machine() -> dict:
+    import chgnet
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "chgnet": chgnet.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores_visible": os.cpu_count(),
+        "load_avg_at_end": os.getloadavg(),
+    }
+
+
+def _pick(split, n: int, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    idx = sorted(
+        int(i) for i in rng.choice(len(split.structures), size=min(n, len(split.structures)), replace=False)
+    )
+    return idx, [split.structures[i] for i in idx]
+
+
+def _timed(fn):
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    value = fn()
+    return value, time.perf_counter() - wall, _cpu_seconds() - cpu
+
+
+def throughput(args) -> dict:
+    from harness.datasets import load_split
+    from harness.stability.relax import RelaxSettings, load_model, relax_batched, relax_one_struct_optimizer
+
+    split = load_split(args.dataset, "test", data_dir=args.data_dir)
+    idx, structures = _pick(split, args.n, args.seed)
+    load_model("0.3.0")  # excluded from both timings
+    out = {"dataset": args.dataset, "split": "test", "indices": idx, "seed": args.seed, "n": len(structures)}
+    runs = {}
+    for batch_size in args.batch_sizes:
+        settings = RelaxSettings(batch_size=batch_size)
+        results, wall, cpu = _timed(
+            lambda settings=settings, bs=batch_size: relax_batched(
+                structures, settings, progress=True, desc=f"batched bs={bs}"
+            )
+        )
+        runs[f"batched_bs{batch_size}"] = _summary(results, wall, cpu, settings)
+        print(json.dumps({k: v for k, v in runs[f"batched_bs{batch_size}"].items() if k != "per_structure"}))
+    settings = RelaxSettings()
+    from chgnet.model import StructOptimizer
+
+    optimizer = StructOptimizer(model=load_model("0.3.0"), optimizer_class="FIRE", use_device="cpu")
+    results, wall, cpu = _timed(
+        lambda: [relax_one_struct_optimizer(s, settings, optimizer) for s in structures]
+    )
+    runs["struct_optimizer_one_at_a_time"] = _summary(results, wall, cpu, settings)
+    print(
+        json.dumps({k: v for k, v in runs["struct_optimizer_one_at_a_time"].items() if k != "per_structure"})
+    )
+    base = runs["struct_optimizer_one_at_a_time"]
+    for run in runs.values():
+        run["speedup_wall_vs_struct_optimizer"] = round(base["wall_s"] / run["wall_s"], 2)
+        run["speedup_cpu_vs_struct_optimizer"] = round(base["cpu_s"] / run["cpu_s"], 2)
+    batched = runs[f"batched_bs{args.batch_sizes[0]}"]["per_structure"]
+    diffs = [
+        abs(a["energy_per_atom"] - b["energy_per_atom"])
+        for a, b in zip(batched, base["per_structure"])
+        if a["energy_per_atom"] is not None and b["energy_per_atom"] is not None
+    ]
+    out["agreement"] = {
+        "max_abs_energy_diff_ev_per_atom": max(diffs) if diffs else None,
+        "median_abs_energy_diff_ev_per_atom": statistics.median(diffs) if diffs else None,
+        "same_step_count_fraction": sum(
+            a["steps"] == b["steps"] for a, b in zip(batched, base["per_structure"])
+        )
+        / len(batched),
+    }
+    out["runs"] = runs
+    out["machine"] = _machine()
+    return out
+
+
+def _summary(results, wall: float, cpu: float, settings) -> dict:
+    steps = sum(r.steps for r in results)
+    return {
+        "settings": settings.as_dict(),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "structures_per_s_wall": round(len(results) / wall, 3),
+        "structures_per_cpu_s": round(len(results) / cpu, 3),
+        "force_calls": steps + len(results),
+        "force_calls_per_cpu_s": round((steps + len(results)) / cpu, 2),
+        "n_converged": sum(r.converged for r in results),
+        "n_failed": sum(r.error is not None for r in results),
+        "per_structure": [
+            {
+                "energy_per_atom": r.energy_per_atom,
+                "steps": r.steps,
+                "converged": r.converged,
+                "error": r.error,
+            }
+            for r in results
+        ],
+    }
+
+
+def _perturb(structure, rng, sigma: float, strain: float):
+    """Random strain (each component within +-strain) and a Gaussian displacement (sigma, Å) of every site."""
+    import numpy as np
+    from pymatgen.core import Lattice, Structure
+
+    deform = np.eye(3) + rng.uniform(-strain, strain, size=(3, 3))
+    lattice = Lattice(structure.lattice.matrix @ deform.T)
+    cart = lattice.get_cartesian_coords(structure.frac_coords) + rng.normal(
+        0, sigma, size=(len(structure), 3)
+    )
+    return Structure(lattice, structure.species, cart, coords_are_cartesian=True)
+
+
+def _quantiles(values) -> dict:
+    import numpy as np
+
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if not len(arr):
+        return {"n": 0}
+    q = np.quantile(arr, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
+    return {
+        "n": int(len(arr)),
+        "mean": round(float(arr.mean()), 4),
+        **{k: round(float(v), 4) for k, v in zip(("min", "p5", "p25", "median", "p75", "p95", "max"), q)},
+        "frac_le_0": round(float((arr <= 0).mean()), 4),
+        "frac_le_0.025": round(float((arr <= 0.025).mean()), 4),
+        "frac_le_0.1": round(float((arr <= 0.1).mean()), 4),
+    }
+
+
+def validate(args) -> dict:
+    import numpy as np
+
+    from harness import stability
+    from harness.datasets import load_split
+    from harness.evaluation_types import Sample
+    from harness.stability.reference import load_or_build_dataset_hull
+    from harness.stability.relax import score_static
+
+    train = load_split(args.dataset, args.train_split, data_dir=args.data_dir)
+    test = load_split(args.dataset, "test", data_dir=args.data_dir)
+    hull = load_or_build_dataset_hull(args.dataset, data_dir=args.data_dir, build=False)
+    work = Path(args.work_dir)
+    out = {"dataset": args.dataset, "hull": hull.describe(), "train_split": train.name, "seed": args.seed}
+    out["hull"].pop("scoring_failures", None)
+
+    def run(name, structures, n):
+        samples = [Sample(i, s) for i, s in enumerate(structures)]
+        result, wall, cpu = _timed(
+            lambda: stability.evaluate(
+                samples,
+                dataset=args.dataset,
+                train=train,
+                n_relax=n,
+                seed=args.seed,
+                work_dir=work / name,
+                data_dir=args.data_dir,
+                progress=True,
+            )
+        )
+        table = result.table
+        print(name, json.dumps(result.metrics))
+        return result, {
+            "metrics": result.metrics,
+            "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1),
+            "e_hull": _quantiles(table["e_hull"].tolist()),
+            "n_not_converged": result.info["n_not_converged"],
+            "n_relax_failed": result.info["n_relax_failed"],
+            "stability_errors": table["stability_error"].dropna().value_counts().head(5).to_dict(),
+        }
+
+    # 1. The test split's own structures against a hull that contains them (static scores).
+    idx, test_structs = _pick(test, args.n_test, args.seed)
+    static_e = score_static(test_structs)
+    static_hull = [
+        None if isinstance(e, str) else hull.e_above_hull(s.composition, e)[0]
+        for s, e in zip(test_structs, static_e)
+    ]
+    res_test, out["test_relaxed"] = run("test", test_structs, len(test_structs))
+    out["test_static_e_hull"] = _quantiles(static_hull)
+    gain = (
+        np.asarray([np.nan if isinstance(e, str) else e for e in static_e], dtype=float)
+        - res_test.table["relaxed_energy_per_atom"].astype(float).to_numpy()
+    )
+    out["test_relaxation_gain_ev_per_atom"] = _quantiles(gain.tolist())
+    # 2. Training structures scored as samples: none should be novel.
+    _, train_structs = _pick(train, args.n_train, args.seed)
+    _, out["train_as_samples"] = run("train", train_structs, len(train_structs))
+    # 3. Randomly perturbed test structures against their originals (same relaxation, same hull).
+    rng = np.random.default_rng(args.seed)
+    originals = test_structs[: args.n_perturbed]
+    perturbed = [_perturb(s, rng, args.sigma, args.strain) for s in originals]
+    res_pert, out["perturbed"] = run("perturbed", perturbed, len(perturbed))
+    orig_e = res_test.table["e_hull"].iloc[: len(originals)].astype(float).to_numpy()
+    pert_e = res_pert.table["e_hull"].astype(float).to_numpy()
+    ok = np.isfinite(orig_e) & np.isfinite(pert_e)
+    pert_static = [
+        hull.e_above_hull(s.composition, e)[0] if not isinstance(e, str) else None
+        for s, e in zip(perturbed, score_static(perturbed))
+    ]
+    out["perturbed_vs_original"] = {
+        "sigma_angstrom": args.sigma,
+        "strain": args.strain,
+        "n_pairs": int(ok.sum()),
+        "mean_e_hull_original": round(float(orig_e[ok].mean()), 4),
+        "mean_e_hull_perturbed_relaxed": round(float(pert_e[ok].mean()), 4),
+        "frac_perturbed_higher_by_1meV": round(float((pert_e[ok] > orig_e[ok] + 1e-3).mean()), 4),
+        "stable_rate_original": round(float(res_test.table["stable"].iloc[: len(originals)].mean()), 4),
+        "stable_rate_perturbed": round(float(res_pert.table["stable"].mean()), 4),
+        "perturbed_static_e_hull": _quantiles(pert_static),
+    }
+    out["machine"] = _machine()
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--n", type=int, default=50)
+    t.add_argument("--batch-sizes", type=int, nargs="+", default=[32])
+    v = sub.add_parser("validate")
+    v.add_argument("--n-test", type=int, default=200)
+    v.add_argument("--n-train", type=int, default=100)
+    v.add_argument("--n-perturbed", type=int, default=50)
+    v.add_argument("--sigma", type=float, default=0.3, help="Å, Gaussian displacement of every site")
+    v.add_argument("--strain", type=float, default=0.1, help="uniform random strain component bound")
+    v.add_argument("--train-split", default="train")
+    v.add_argument("--work-dir", default="/tmp/xtalbench-validate")
+    for p in (t, v):
+        p.add_argument("--dataset", default="perov5")
+        p.add_argument("--data-dir", default=None)
+        p.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    result = throughput(args) if args.cmd == "throughput" else validate(args)
+    OUT.mkdir(parents=True, exist_ok=True)
+    target = OUT / f"relax_{args.cmd}_{args.dataset}.json"
+    target.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

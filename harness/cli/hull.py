@@ -1,0 +1,106 @@
+"""`bench hull`: build or show the cached offline reference hull of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("hull", help="build or show a dataset's reference convex hull (CHGNet)")
+    actions = parser.add_subparsers(dest="hull_action", required=True)
+    build = actions.add_parser("build", help="score the dataset's structures and elements; cache the hull")
+    show = actions.add_parser("show", help="print what is cached for a dataset")
+    for sub in (build, show):
+        sub.add_argument("--dataset", required=True)
+        sub.add_argument("--data-dir", default=None)
+    build.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help="also write a small JSON summary here (default results/hulls/<dataset>.json)",
+    )
+    build.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.set_defaults(func=run)
+
+
+def summary(hull, seconds: float | None = None) -> dict:
+    """Size, hash, settings and timings of a hull, without its energies."""
+    info = dict(hull.info)
+    failures = info.pop("scoring_failures", [])
+    out = {
+        "name": hull.name,
+        "source": hull.source,
+        "sha256": hull.sha256,
+        "size": hull.size,
+        "n_elements": len(hull.elements),
+        "n_scoring_failures": len(failures),
+        "elements": hull.elements,
+        **info,
+    }
+    out["elements_without_ase_reference_state"] = _no_ase_state(hull.elements)
+    if seconds is not None:
+        out["wall_seconds_this_call"] = round(seconds, 1)
+    return out
+
+
+def _no_ase_state(symbols) -> list[str]:
+    """Elements whose reference came only from fcc/bcc/hcp/dimer guesses: ASE has no ground state for them."""
+    from ase.build import bulk
+
+    out = []
+    for symbol in sorted(symbols):
+        try:
+            bulk(symbol)
+        except Exception:
+            out.append(symbol)
+    return out
+
+
+def _print(summary_obj: dict) -> None:
+    print(f"hull     {summary_obj['name']}")
+    print(f"source   {summary_obj['source']}")
+    print(f"size     {summary_obj['size']} entries ({summary_obj['n_elements']} elemental references)")
+    print(f"sha256   {summary_obj['sha256']}")
+    if "seconds_total" in summary_obj:
+        print(f"built in {summary_obj['seconds_total']} s (scoring {summary_obj.get('seconds_scoring')} s)")
+    missing = summary_obj.get("elements_without_reference") or []
+    print(f"elements without reference: {', '.join(missing) if missing else 'none'}")
+    guessed = summary_obj.get("elements_without_ase_reference_state") or []
+    if guessed:
+        print(
+            f"elements referenced by simple prototypes only (ground state may be missed): {', '.join(guessed)}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness import paths
+    from harness.stability.hull import ReferenceHull
+
+    if args.hull_action == "show":
+        found = sorted(paths.cache_dir("hulls").glob(f"{args.dataset}-*.json"))
+        if not found:
+            print(f"no cached hull for {args.dataset}; run `bench hull build --dataset {args.dataset}`")
+            return 1
+        for path in found:
+            hull = ReferenceHull.from_json(json.loads(path.read_text()))
+            print(f"file     {path}")
+            _print(summary(hull))
+        return 0
+
+    import torch
+
+    from harness.io import atomic_write_json
+    from harness.stability.reference import load_or_build_dataset_hull
+
+    torch.set_num_threads(max(1, args.threads))
+    start = time.perf_counter()
+    hull = load_or_build_dataset_hull(args.dataset, data_dir=args.data_dir, progress=True)
+    out = summary(hull, time.perf_counter() - start)
+    _print(out)
+    target = args.summary or Path("results") / "hulls" / f"{args.dataset}.json"
+    atomic_write_json(target, out)
+    print(f"summary  {target}")
+    return 0

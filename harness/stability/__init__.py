@@ -1,0 +1,273 @@
+"""Stability, uniqueness and novelty (S.U.N.) of a seeded subset of samples; see PROTOCOL.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.evaluation_types import FamilyResult, Sample
+from harness.io import atomic_write_json, sha256_text
+from harness.protocol import METASTABLE_EHULL, STABLE_EHULL
+from harness.stability.relax import RelaxResult, RelaxSettings, relax_batched
+
+__all__ = ["HULL_SHA256_ENV", "evaluate", "relax_into", "select_subset"]
+
+# Pins the sha256 of a user-supplied MP hull file (the CLI's --hull-sha256 sets it).
+HULL_SHA256_ENV = "XTALBENCH_HULL_SHA256"
+TABLE_COLUMNS = (
+    "relaxed_energy_per_atom",
+    "e_hull",
+    "stable",
+    "metastable",
+    "unique",
+    "novel",
+    "sun",
+    "relax_converged",
+    "relax_steps",
+    "stability_error",
+)
+
+
+def select_subset(n_samples: int, n_relax: int, seed: int) -> list[int]:
+    """Positions of the seeded subset, sorted; all positions when ``n_relax >= n_samples``."""
+    import numpy as np
+
+    if n_relax >= n_samples:
+        return list(range(n_samples))
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(n_samples, size=n_relax, replace=False))
+
+
+def _result_path(relax_dir: Path, index: int) -> Path:
+    return relax_dir / f"{index}.json"
+
+
+def _relax_chunk(payload: tuple[list[tuple[int, dict]], dict, str]) -> int:
+    """Worker entry: relax one chunk, writing each structure's result file as it finishes."""
+    import torch
+    from pymatgen.core import Structure
+
+    torch.set_num_threads(1)
+    items, settings_dict, relax_dir = payload
+    settings = RelaxSettings(**settings_dict)
+    structures = [Structure.from_dict(d) for _, d in items]
+    relax_into(Path(relax_dir), [i for i, _ in items], structures, settings, progress=False)
+    return len(items)
+
+
+def relax_into(
+    relax_dir: Path,
+    indices: Sequence[int],
+    structures: Sequence[Any],
+    settings: RelaxSettings,
+    *,
+    progress: bool = True,
+) -> None:
+    """Relax ``structures`` (batched) and write ``<index>.json`` atomically as each one finishes."""
+
+    def save(index: int, result: RelaxResult) -> None:
+        atomic_write_json(_result_path(relax_dir, index), result.to_json())
+
+    relax_batched(
+        structures, settings, keys=list(indices), on_result=save, progress=progress, desc="relaxing (CHGNet)"
+    )
+
+
+def _run_relaxations(
+    pending: list[Sample], relax_dir: Path, settings: RelaxSettings, workers: int, progress: bool
+) -> None:
+    if not pending:
+        return
+    if workers <= 1 or len(pending) < 2 * settings.batch_size:
+        relax_into(
+            relax_dir, [s.index for s in pending], [s.structure for s in pending], settings, progress=progress
+        )
+        return
+    from harness.parallel import ProcessExecutor
+
+    chunks = [pending[w::workers] for w in range(workers)]
+    payloads = [
+        ([(s.index, s.structure.as_dict()) for s in chunk], settings.as_dict(), str(relax_dir))
+        for chunk in chunks
+        if chunk
+    ]
+    with ProcessExecutor(workers, progress=progress) as executor:
+        executor.map(_relax_chunk, payloads, timeout_s=None, desc="relaxing (CHGNet, chunks)")
+    # A chunk that died leaves its unfinished structures without a file; they are recorded as failures below.
+
+
+def _load_hull(dataset: str, hull_path: Path | None, data_dir: Path | None, progress: bool):
+    from harness.stability.hull import load_hull
+    from harness.stability.reference import load_or_build_dataset_hull
+
+    if hull_path is not None:
+        return load_hull(hull_path, os.environ.get(HULL_SHA256_ENV) or None)
+    return load_or_build_dataset_hull(dataset, data_dir=data_dir, progress=progress)
+
+
+def _score(sample: Sample, result: RelaxResult | None, hull) -> dict[str, Any]:
+    """One table row (before uniqueness/novelty) from a sample and its relaxation."""
+    row: dict[str, Any] = {
+        "relaxed_energy_per_atom": None,
+        "e_hull": None,
+        "relax_converged": False,
+        "relax_steps": 0,
+        "stability_error": None,
+    }
+    if not sample.constructed:
+        row["stability_error"] = f"not constructed: {sample.reason}"
+        return row
+    if result is None:
+        row["stability_error"] = "relaxation did not finish (worker died or was killed)"
+        return row
+    row.update(relax_converged=result.converged, relax_steps=result.steps)
+    if result.error is not None:
+        row["stability_error"] = f"relaxation failed: {result.error}"
+        return row
+    row["relaxed_energy_per_atom"] = result.energy_per_atom
+    try:
+        energy = hull.corrected_energy(result.structure, result.energy_per_atom)
+    except Exception as exc:
+        row["stability_error"] = f"energy correction failed: {type(exc).__name__}: {exc}"[:300]
+        return row
+    e_hull, error = hull.e_above_hull(result.structure.composition, energy)
+    row["e_hull"] = e_hull
+    if error is not None:
+        row["stability_error"] = error
+    elif not result.converged:
+        row["stability_error"] = f"not converged within {result.steps} steps"
+    return row
+
+
+def evaluate(
+    samples: Sequence[Sample],
+    *,
+    dataset: str,
+    train,
+    n_relax: int,
+    seed: int,
+    hull_path: Path | None = None,
+    work_dir: Path | None = None,
+    data_dir: Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> FamilyResult:
+    """Relax a seeded subset with CHGNet; E_hull, stability, uniqueness, novelty and S.U.N. (PROTOCOL.md)."""
+    import chgnet
+    import pandas as pd
+
+    from harness.stability.matching import novel_flags, train_formula_index, unique_flags
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    settings = RelaxSettings()
+    hull = _load_hull(dataset, Path(hull_path) if hull_path else None, data_dir, progress)
+    timings["hull_load_s"] = time.perf_counter() - start
+
+    subset = [samples[p] for p in select_subset(len(samples), n_relax, seed)]
+    temp = tempfile.TemporaryDirectory(prefix="xtalbench-relax-") if work_dir is None else None
+    root = Path(temp.name if temp else work_dir)
+    relax_dir = root / f"relax-{sha256_text(json.dumps(settings.as_dict(), sort_keys=True))[:12]}"
+    relax_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        t0 = time.perf_counter()
+        pending = [s for s in subset if s.constructed and not _result_path(relax_dir, s.index).exists()]
+        resumed = sum(1 for s in subset if s.constructed) - len(pending)
+        _run_relaxations(pending, relax_dir, settings, max(1, workers or 1), progress)
+        timings["relax_s"] = time.perf_counter() - t0
+        results: dict[int, RelaxResult] = {}
+        for s in subset:
+            path = _result_path(relax_dir, s.index)
+            if s.constructed and path.exists():
+                results[s.index] = RelaxResult.from_json(json.loads(path.read_text()))
+    finally:
+        if temp is not None:
+            temp.cleanup()
+
+    t0 = time.perf_counter()
+    rows = {s.index: _score(s, results.get(s.index), hull) for s in subset}
+    timings["hull_s"] = time.perf_counter() - t0
+    # A sample is matched when its generated OR its relaxed structure matches: CHGNet may relax a DFT structure
+    # (e.g. Perov-5's cubic cells) away from its reference geometry, which alone must not make it new.
+    generated = [s.structure for s in subset]
+    relaxed = [results[s.index].structure if s.index in results else None for s in subset]
+    relaxed = [r if r is not None else g for r, g in zip(relaxed, generated)]
+    t0 = time.perf_counter()
+    unique = [a and b for a, b in zip(unique_flags(generated), unique_flags(relaxed))]
+    timings["unique_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index = train_formula_index(train)
+    novel = [
+        a and b
+        for a, b in zip(
+            novel_flags(generated, train, index=index, progress=progress),
+            novel_flags(relaxed, train, index=index, progress=progress),
+        )
+    ]
+    timings["novel_s"] = time.perf_counter() - t0
+
+    for s, u, n in zip(subset, unique, novel):
+        row = rows[s.index]
+        ok = row["stability_error"] is None and row["e_hull"] is not None
+        row["stable"] = bool(ok and row["e_hull"] <= STABLE_EHULL)
+        row["metastable"] = bool(ok and row["e_hull"] <= METASTABLE_EHULL)
+        row["unique"], row["novel"] = bool(u), bool(n)
+        row["sun"] = row["stable"] and row["unique"] and row["novel"]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(TABLE_COLUMNS))
+    table.index.name = "index"
+
+    n = len(subset)
+    counts = {k: int(table[k].sum()) if n else 0 for k in ("stable", "metastable", "unique", "novel", "sun")}
+    rate = (lambda c: c / n) if n else (lambda c: None)
+    metrics = {
+        "stable_rate": rate(counts["stable"]),
+        "metastable_rate": rate(counts["metastable"]),
+        "unique_rate": rate(counts["unique"]),
+        "novel_rate": rate(counts["novel"]),
+        "sun_rate": rate(counts["sun"]),
+        "n_relaxed": n,
+        "n_stable": counts["stable"],
+        "n_sun": counts["sun"],
+    }
+    missing = sorted(
+        {
+            s.structure.composition.reduced_formula
+            for s in subset
+            if s.constructed and hull.missing_elements(s.structure.composition)
+        }
+    )
+    timings["total_s"] = time.perf_counter() - start
+    info = {
+        "chgnet_version": chgnet.__version__,
+        "model": settings.model,
+        "relax": settings.as_dict(),
+        "hull": hull.describe(),
+        "corrections": hull.describe().get("corrections"),
+        "compositions_without_reference": missing,
+        "train_split": {
+            "dataset": train.dataset,
+            "name": train.name,
+            "size": len(train),
+            "sha256": train.sha256,
+        },
+        "subset_seed": seed,
+        "n_relax_requested": n_relax,
+        "subset_size": n,
+        "n_unconstructed_in_subset": sum(1 for s in subset if not s.constructed),
+        "n_relax_failed": int(sum(1 for s in subset if s.index in results and results[s.index].error)),
+        "n_not_converged": int(sum(1 for r in results.values() if r.error is None and not r.converged)),
+        "n_resumed": resumed,
+        "n_metastable": counts["metastable"],
+        "n_unique": counts["unique"],
+        "n_novel": counts["novel"],
+        "stable_definition": f"converged and E_hull <= {STABLE_EHULL} eV/atom",
+        "matcher": "pymatgen StructureMatcher() defaults, within reduced formula; a sample is matched when its "
+        "generated or its relaxed structure matches (generated vs generated, relaxed vs relaxed for uniqueness)",
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
+    return FamilyResult(metrics, table, info)

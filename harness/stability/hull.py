@@ -1,0 +1,257 @@
+"""Reference convex hulls: energy above hull of a composition at a given energy per atom.
+
+Two sources: the dataset's own structures scored by CHGNet plus CHGNet-relaxed elemental references (built by
+``harness.stability.reference``, stored as a JSON entry list), or a user-supplied Materials Project phase diagram
+(Matbench Discovery's 2023-02-07 ``PatchedPhaseDiagram`` pickle), verified by its sha256.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from harness.io import sha256_file, sha256_text
+
+__all__ = [
+    "HULL_FORMAT",
+    "HullError",
+    "KNOWN_MP_HULL_SHA256",
+    "MPHull",
+    "mp2020_corrected_energy_per_atom",
+    "ReferenceHull",
+    "entries_hash",
+    "load_hull",
+    "load_mp_hull",
+]
+
+HULL_FORMAT = 1
+
+# sha256 of Matbench Discovery's ``2023-02-07-ppd-mp.pkl.gz`` releases. Empty: the file could not be fetched
+# where this was written, so no value is claimed; pass ``expected_sha256`` (``--hull-sha256``) to pin one.
+KNOWN_MP_HULL_SHA256: dict[str, str] = {}
+
+
+class HullError(RuntimeError):
+    """A hull file is missing, of an unknown format, or fails its hash check."""
+
+
+def _chemsys(elements: Iterable[str]) -> str:
+    return "-".join(sorted(set(elements)))
+
+
+def entries_hash(entries: Sequence[Sequence[Any]], elements: dict[str, dict]) -> str:
+    """Content hash of a hull: its entries (id, formula, energy per atom) and elemental references."""
+    payload = {"entries": [list(e) for e in entries], "elements": elements}
+    return sha256_text(json.dumps(payload, sort_keys=True, separators=(",", ":")))
+
+
+@dataclass
+class ReferenceHull:
+    """A hull from an entry list; phase diagrams are built lazily per chemical system and cached."""
+
+    name: str
+    source: str
+    entries: list[tuple[str, str, float]]  # (id, formula, energy per atom); elements included as entries
+    elements: dict[str, dict]  # element -> {"energy_per_atom", "prototype", ...}
+    sha256: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    _by_chemsys: dict[str, list] = field(default_factory=dict, init=False, repr=False)
+    _diagrams: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from pymatgen.analysis.phase_diagram import PDEntry
+        from pymatgen.core import Composition
+
+        if not self.sha256:
+            self.sha256 = entries_hash(self.entries, self.elements)
+        for entry_id, formula, energy in self.entries:
+            composition = Composition(formula)
+            entry = PDEntry(composition, energy * composition.num_atoms, name=formula, attribute=entry_id)
+            self._by_chemsys.setdefault(_chemsys(el.symbol for el in composition), []).append(entry)
+
+    @property
+    def size(self) -> int:
+        return len(self.entries)
+
+    def corrected_energy(self, structure, energy_per_atom: float) -> float:
+        """The energy to compare with this hull: raw CHGNet, as the hull's own entries (no corrections)."""
+        return energy_per_atom
+
+    def missing_elements(self, composition) -> list[str]:
+        """Elements of ``composition`` that have no elemental reference in this hull."""
+        return sorted(el.symbol for el in composition if el.symbol not in self.elements)
+
+    def _diagram(self, elements: Sequence[str]):
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+        key = _chemsys(elements)
+        if key not in self._diagrams:
+            members = sorted(set(elements))
+            pool = []
+            for size in range(1, len(members) + 1):
+                for subset in combinations(members, size):
+                    pool.extend(self._by_chemsys.get("-".join(subset), ()))
+            self._diagrams[key] = PhaseDiagram(pool)
+        return self._diagrams[key]
+
+    def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:
+        """(E_hull in eV/atom, None), or (None, reason) when the composition cannot be placed on this hull."""
+        missing = self.missing_elements(composition)
+        if missing:
+            return None, f"no reference for element(s) {', '.join(missing)}"
+        try:
+            diagram = self._diagram([el.symbol for el in composition])
+            return float(energy_per_atom - diagram.get_hull_energy_per_atom(composition)), None
+        except Exception as exc:  # a degenerate sub-hull must not stop a run
+            return None, f"{type(exc).__name__}: {exc}"[:300]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "size": self.size,
+            "n_elements": len(self.elements),
+            **self.info,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": HULL_FORMAT,
+            "name": self.name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "info": self.info,
+            "elements": self.elements,
+            "entries": [list(e) for e in self.entries],
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], *, verify: bool = True) -> ReferenceHull:
+        if obj.get("format") != HULL_FORMAT:
+            raise HullError(f"unknown hull format {obj.get('format')!r} (this xtalbench reads {HULL_FORMAT})")
+        entries = [(str(i), str(f), float(e)) for i, f, e in obj["entries"]]
+        hull = cls(obj["name"], obj["source"], entries, obj["elements"], "", obj.get("info", {}))
+        if verify and obj.get("sha256") and hull.sha256 != obj["sha256"]:
+            raise HullError(f"hull {obj['name']!r}: content hash {hull.sha256} != recorded {obj['sha256']}")
+        return hull
+
+
+@dataclass
+class MPHull:
+    """A Materials Project (Patched)PhaseDiagram; sample energies must carry MP2020 corrections to match it."""
+
+    name: str
+    source: str
+    diagram: Any
+    sha256: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(getattr(self.diagram, "all_entries", ()))
+
+    @property
+    def elements(self) -> set[str]:
+        return {el.symbol for el in self.diagram.elements}
+
+    def missing_elements(self, composition) -> list[str]:
+        return sorted(el.symbol for el in composition if el.symbol not in self.elements)
+
+    def corrected_energy(self, structure, energy_per_atom: float) -> float:
+        return mp2020_corrected_energy_per_atom(structure, energy_per_atom)
+
+    def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:
+        from pymatgen.analysis.phase_diagram import PDEntry
+
+        missing = self.missing_elements(composition)
+        if missing:
+            return None, f"no reference for element(s) {', '.join(missing)}"
+        try:
+            entry = PDEntry(composition, energy_per_atom * composition.num_atoms)
+            _, e_hull = self.diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
+            return float(e_hull), None
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:300]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "size": self.size,
+            "n_elements": len(self.elements),
+            **self.info,
+        }
+
+
+def mp2020_corrected_energy_per_atom(structure, energy_per_atom: float) -> float:
+    """A CHGNet energy with MP2020 corrections, taking GGA+U (MP's U values) for oxides/fluorides of U elements.
+
+    CHGNet learnt MP's mixed GGA/GGA+U energies, so its predictions are treated as what MP would have computed,
+    as Matbench Discovery does. Raises ``ValueError`` when the compatibility scheme rejects the entry.
+    """
+    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    compat = MaterialsProject2020Compatibility(check_potcar=False)
+    symbols = {el.symbol for el in structure.composition}
+    anion = "O" if "O" in symbols else "F" if "F" in symbols else None
+    u_values = compat.u_settings.get(anion, {}) if anion else {}
+    hubbards = {el: u_values[el] for el in symbols if el in u_values}
+    params = {"run_type": "GGA+U" if hubbards else "GGA", "hubbards": hubbards}
+    entry = ComputedStructureEntry(structure, energy_per_atom * len(structure), parameters=params)
+    processed = compat.process_entries([entry], clean=True, inplace=False)
+    if not processed:
+        raise ValueError("MP2020 compatibility rejected the entry")
+    return processed[0].energy / len(structure)
+
+
+def load_mp_hull(path: str | Path, expected_sha256: str | None = None) -> MPHull:
+    """Load a pickled (gzipped) MP phase diagram after checking its sha256 against ``expected_sha256``.
+
+    Without ``expected_sha256`` the file must match one of :data:`KNOWN_MP_HULL_SHA256`; otherwise the error
+    message gives the file's hash so the user can pin it deliberately.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise HullError(f"hull file {path} does not exist")
+    digest = sha256_file(path)
+    known = {v: k for k, v in KNOWN_MP_HULL_SHA256.items()}
+    if expected_sha256 is not None:
+        if digest != expected_sha256.lower():
+            raise HullError(f"{path}: sha256 {digest} does not match the expected {expected_sha256}")
+    elif digest not in known:
+        raise HullError(
+            f"{path}: sha256 {digest} is not a known Materials Project hull release; "
+            f"if you trust this file, pass its hash explicitly (--hull-sha256 {digest})"
+        )
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        diagram = pickle.load(handle)  # noqa: S301 - a file the user vouched for by its hash
+    if not hasattr(diagram, "get_decomp_and_e_above_hull"):
+        raise HullError(f"{path}: unpickled a {type(diagram).__name__}, not a pymatgen phase diagram")
+    info = {
+        "corrections": "MP2020 (MaterialsProject2020Compatibility) applied to sample energies",
+        "release": known.get(digest, "user-pinned"),
+    }
+    return MPHull(path.name, f"user-supplied Materials Project phase diagram: {path}", diagram, digest, info)
+
+
+def load_hull(path: str | Path, expected_sha256: str | None = None) -> ReferenceHull | MPHull:
+    """A hull file: xtalbench's JSON (``.json``/``.json.gz``) or an MP phase-diagram pickle (``.pkl``/``.pkl.gz``)."""
+    path = Path(path)
+    if path.name.endswith((".json", ".json.gz")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            hull = ReferenceHull.from_json(json.load(handle))
+        if expected_sha256 is not None and hull.sha256 != expected_sha256.lower():
+            raise HullError(f"{path}: hull hash {hull.sha256} does not match the expected {expected_sha256}")
+        return hull
+    return load_mp_hull(path, expected_sha256)

@@ -1,0 +1,264 @@
+"""Stability/S.U.N. family: tiny structures, a tiny hull; CHGNet runs for real except where noted."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pymatgen.core import Composition, Lattice, Structure
+
+from harness import stability
+from harness.datasets import Split
+from harness.evaluation_types import Sample
+from harness.io import sha256_file, sha256_text
+from harness.stability.hull import HullError, ReferenceHull, load_hull, load_mp_hull
+from harness.stability.matching import novel_flags, unique_flags
+from harness.stability.relax import RelaxSettings, relax_batched
+from tests.conftest import cscl, perovskite, rocksalt
+
+
+def primitive(structure: Structure) -> Structure:
+    """The 2-atom primitive cell of a conventional rock-salt cell (built directly: spglib is slow here)."""
+    a = structure.lattice.a
+    lattice = Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
+    species = list(dict.fromkeys(site.specie.symbol for site in structure))
+    return Structure(lattice, species, [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def rotated(structure: Structure, angle_deg: float = 37.0) -> Structure:
+    theta = np.radians(angle_deg)
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    lattice = Lattice(structure.lattice.matrix @ rot.T)
+    return Structure(lattice, structure.species, structure.frac_coords)
+
+
+def tiny_hull(**extra) -> ReferenceHull:
+    entries = [
+        ("element:Na", "Na", -1.30),
+        ("element:Cl", "Cl", -1.80),
+        ("ref:NaCl", "Na1 Cl1", -3.00),
+        ("ref:NaCl3", "Na1 Cl3", -2.00),
+    ]
+    elements = {"Na": {"energy_per_atom": -1.30}, "Cl": {"energy_per_atom": -1.80}}
+    return ReferenceHull("tiny", "test", entries, elements, info=extra)
+
+
+def tiny_split(structures, name="train") -> Split:
+    digest = sha256_text("".join(s.to(fmt="poscar") for s in structures))
+    return Split("tiny", name, list(structures), [f"t{i}" for i in range(len(structures))], digest)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XTALBENCH_CACHE", str(tmp_path / "cache"))
+
+
+# ---- hull -------------------------------------------------------------------------------------------------------
+
+
+def test_hull_energies_against_known_tie_lines():
+    hull = tiny_hull()
+    assert hull.e_above_hull(Composition("NaCl"), -3.10)[0] == pytest.approx(-0.10)
+    assert hull.e_above_hull(Composition("NaCl"), -3.00)[0] == pytest.approx(0.0)
+    # NaCl3 at -2.00 lies above the NaCl-Cl tie line: (-3.0*2 + -1.8*2) / 4 = -2.4
+    assert hull.e_above_hull(Composition("NaCl3"), -2.00)[0] == pytest.approx(0.40)
+    assert hull.e_above_hull(Composition("Na"), -1.30)[0] == pytest.approx(0.0)
+
+
+def test_element_missing_from_hull_is_reported_not_placed():
+    e_hull, error = tiny_hull().e_above_hull(Composition("KCl"), -10.0)
+    assert e_hull is None and "no reference for element(s) K" in error
+    assert tiny_hull().missing_elements(Composition("KBr")) == ["Br", "K"]
+
+
+def test_hull_json_roundtrip_and_tamper_detection(tmp_path):
+    hull = tiny_hull(corrections="none")
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(hull.to_json()))
+    again = load_hull(path)
+    assert again.sha256 == hull.sha256 and again.size == 4
+    with pytest.raises(HullError, match="does not match"):
+        load_hull(path, expected_sha256="0" * 64)
+    obj = hull.to_json()
+    obj["entries"][2][2] = -3.5  # someone edits an energy
+    path.write_text(json.dumps(obj))
+    with pytest.raises(HullError, match="content hash"):
+        load_hull(path)
+
+
+def test_mp_hull_loader_checks_hash(tmp_path):
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
+    diagram = PhaseDiagram(
+        [
+            PDEntry(Composition("Na"), -1.3),
+            PDEntry(Composition("Cl"), -1.8),
+            PDEntry(Composition("NaCl"), -6.0),
+        ]
+    )
+    path = tmp_path / "2023-02-07-ppd-mp.pkl.gz"
+    path.write_bytes(gzip.compress(pickle.dumps(diagram)))
+    digest = sha256_file(path)
+    with pytest.raises(HullError, match="not a known"):
+        load_mp_hull(path)
+    with pytest.raises(HullError, match="does not match"):
+        load_mp_hull(path, expected_sha256="f" * 64)
+    hull = load_mp_hull(path, expected_sha256=digest)
+    assert hull.sha256 == digest and hull.size == 3
+    assert hull.e_above_hull(Composition("NaCl"), -3.2)[0] == pytest.approx(-0.2)
+    assert hull.e_above_hull(Composition("KCl"), -3.2)[1].startswith("no reference")
+
+
+def test_mp2020_corrections_applied_for_mp_hull_only():
+    from harness.stability.hull import mp2020_corrected_energy_per_atom
+
+    feo = Structure(Lattice.cubic(4.3), ["Fe", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    corrected = mp2020_corrected_energy_per_atom(feo, -7.0)
+    assert corrected < -7.0  # oxide and Fe U corrections are both negative
+    assert tiny_hull().corrected_energy(feo, -7.0) == -7.0
+
+
+# ---- uniqueness / novelty ---------------------------------------------------------------------------------------
+
+
+def test_duplicates_within_the_set_are_not_unique():
+    nacl = rocksalt()
+    flags = unique_flags(
+        [nacl, rotated(primitive(nacl)), cscl(), None, nacl.copy().make_supercell([2, 1, 1])]
+    )
+    assert flags == [True, False, True, False, False]
+
+
+def test_training_structure_in_disguise_is_not_novel():
+    train = tiny_split([perovskite(), rocksalt()])
+    disguised = rotated(rocksalt().make_supercell([[1, 1, 0], [0, 1, 0], [0, 0, 2]]), 23.0)
+    disguised.translate_sites(list(range(len(disguised))), [0.13, 0.07, 0.21])
+    other = rocksalt(5.64, "K", "Cl")  # same prototype, other formula: novel
+    cs_type = Structure(
+        Lattice.cubic(3.3), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )  # same formula, other prototype
+    assert novel_flags([disguised, other, cs_type, None], train) == [False, True, True, False]
+
+
+@settings(max_examples=8, deadline=None)
+@given(angle=st.floats(0, 360), shift=st.tuples(*[st.floats(0, 1)] * 3), seed=st.integers(0, 2**16))
+def test_novelty_invariant_to_rotation_translation_and_atom_order(angle, shift, seed):
+    base = perovskite(3.99, "Ba", "Ti")
+    order = np.random.default_rng(seed).permutation(len(base))
+    moved = Structure(base.lattice, [base.species[i] for i in order], base.frac_coords[order])
+    moved = rotated(moved, angle)
+    moved.translate_sites(list(range(len(moved))), list(shift))
+    assert novel_flags([moved], tiny_split([base])) == [False]
+
+
+def test_subset_is_seeded_and_counts_every_sample():
+    a, b = stability.select_subset(1000, 100, seed=0), stability.select_subset(1000, 100, seed=0)
+    assert a == b and len(set(a)) == 100 and a == sorted(a)
+    assert stability.select_subset(1000, 100, seed=1) != a
+    assert stability.select_subset(7, 100, seed=0) == list(range(7))
+
+
+# ---- relaxation (real CHGNet on 1-2 atom cells) ----------------------------------------------------------------
+
+
+def test_relaxation_that_raises_is_recorded_and_the_rest_finish():
+    isolated = Structure(Lattice.cubic(20.0), ["Na"], [[0, 0, 0]])  # CHGNet's graph refuses isolated atoms
+    seen = {}
+    results = relax_batched(
+        [isolated, primitive(rocksalt())],
+        RelaxSettings(max_steps=60),
+        keys=["bad", "good"],
+        on_result=lambda k, r: seen.setdefault(k, r),
+    )
+    assert results[0].error and results[0].energy_per_atom is None and not results[0].converged
+    assert results[1].error is None and results[1].energy_per_atom < -2.0
+    assert set(seen) == {"bad", "good"}
+
+
+def test_batched_relaxation_follows_struct_optimizer():
+    from harness.stability.relax import relax_one_struct_optimizer
+
+    start = primitive(rocksalt(5.8))  # strained: a few FIRE steps
+    settings = RelaxSettings(max_steps=60)
+    batched = relax_batched([start], settings)[0]
+    baseline = relax_one_struct_optimizer(start, settings)
+    assert batched.converged and baseline.converged and batched.steps >= 2
+    assert abs(batched.steps - baseline.steps) <= 1
+    assert batched.energy_per_atom == pytest.approx(baseline.energy_per_atom, abs=2e-4)
+
+
+def test_evaluate_end_to_end_with_resume(tmp_path, monkeypatch):
+    hull_path = tmp_path / "tiny-hull.json"
+    hull_path.write_text(json.dumps(tiny_hull().to_json()))
+    nacl = primitive(rocksalt())
+    samples = [
+        Sample(0, nacl),
+        Sample(1, rotated(nacl, 50.0)),  # duplicate of 0
+        Sample(2, primitive(rocksalt(6.29, "K", "Cl"))),  # K has no reference
+        Sample(3, None, "lattice length <= 0"),
+        Sample(4, Structure(Lattice.cubic(20.0), ["Cl"], [[0, 0, 0]])),  # relaxation raises
+    ]
+    train = tiny_split([rocksalt()])
+    kwargs = dict(
+        dataset="tiny",
+        train=train,
+        n_relax=100,
+        seed=0,
+        hull_path=hull_path,
+        work_dir=tmp_path / "work",
+        progress=False,
+    )
+    first = stability.evaluate(samples, **kwargs)
+    t = first.table
+    assert list(t.index) == [0, 1, 2, 3, 4] and first.metrics["n_relaxed"] == 5
+    assert t.loc[0, "stable"] and t.loc[0, "e_hull"] < 0 and t.loc[0, "relax_converged"]
+    assert t.loc[0, "e_hull"] == pytest.approx(t.loc[0, "relaxed_energy_per_atom"] + 3.0, abs=1e-9)
+    # U and N are judged on the relaxed structure, else the input (4); an unconstructed sample is neither (3).
+    assert list(t["unique"]) == [True, False, True, False, True]
+    assert list(t["novel"]) == [False, False, True, False, True]
+    assert not t["sun"].any() and first.metrics["sun_rate"] == 0.0
+    assert "no reference for element(s) K" in t.loc[2, "stability_error"] and not t.loc[2, "stable"]
+    assert t.loc[3, "stability_error"].startswith("not constructed")
+    assert t.loc[4, "stability_error"].startswith("relaxation failed")
+    assert first.metrics["stable_rate"] == pytest.approx(2 / 5)  # both NaCl copies lie below the tiny hull
+    assert first.info["compositions_without_reference"] == ["KCl"]
+    assert first.info["relax"]["model"] == "0.3.0" and first.info["hull"]["sha256"] == tiny_hull().sha256
+
+    # A rerun after a kill: finished structures are read back, only the missing one is relaxed again.
+    relaxed_again = []
+    real = stability.relax_batched
+    monkeypatch.setattr(
+        stability,
+        "relax_batched",
+        lambda structures, *a, **k: relaxed_again.extend(k["keys"]) or real(structures, *a, **k),
+    )
+    next((tmp_path / "work").glob("relax-*/2.json")).unlink()
+    second = stability.evaluate(samples, **kwargs)
+    assert relaxed_again == [2] and second.info["n_resumed"] == 3
+    assert second.metrics == first.metrics
+    assert second.table.drop(columns=["relaxed_energy_per_atom", "e_hull"]).equals(
+        first.table.drop(columns=["relaxed_energy_per_atom", "e_hull"])
+    )
+    np.testing.assert_allclose(
+        second.table["e_hull"].astype(float), first.table["e_hull"].astype(float), atol=1e-5, equal_nan=True
+    )
+
+
+def test_hull_cli_show_without_cache(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from harness.cli import hull as hull_cli
+
+    monkeypatch.setenv("XTALBENCH_CACHE", str(tmp_path))
+    parser = argparse.ArgumentParser()
+    hull_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["hull", "show", "--dataset", "perov5"])
+    assert args.func(args) == 1 and "no cached hull" in capsys.readouterr().out
+    (tmp_path / "hulls").mkdir(exist_ok=True)
+    (tmp_path / "hulls" / "perov5-abc.json").write_text(json.dumps(tiny_hull().to_json()))
+    assert args.func(args) == 0 and tiny_hull().sha256 in capsys.readouterr().out
