@@ -1,0 +1,188 @@
+"""A crystal as its space group, lattice ``k`` and asymmetric unit, and back (SymmCD section 3, SymmBFN section 3).
+
+``encode`` runs pyxtal's symmetry finder at a recorded tolerance and keeps one representative per orbit: atomic
+number, fractional coordinates, site symmetry (pyxtal's 15 axes x 13 operations one-hot), Wyckoff label and
+multiplicity. ``build_structure`` goes back from (possibly generated, hence imperfect) arrays: each site symmetry is
+projected to the nearest one a Wyckoff position of the group has (Frobenius norm), the coordinates are snapped to
+the closest point of such a position (pyxtal ``search_cloest_wp``), and the orbits are replicated.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from plugins._asymmetric.lattice import k_to_matrix, matrix_to_k, project_k
+
+N_AXES, N_OPS = 15, 13
+DEFAULT_TOLERANCES = (0.01, 0.001, 0.1)  # tried in order; the one that worked is recorded
+
+
+class RepresentationError(ValueError):
+    """A structure could not be encoded, or arrays could not be built into a structure; the message says why."""
+
+
+@dataclass(frozen=True)
+class Representative:
+    """One orbit of the crystal: its representative atom and Wyckoff position."""
+
+    atomic_number: int
+    frac_coords: tuple[float, float, float]
+    site_symmetry: np.ndarray  # (15, 13) one-hot: the operation on each of the 15 symmetry axes
+    wyckoff_label: str  # e.g. "4c"
+    multiplicity: int
+
+
+@dataclass(frozen=True)
+class AsymmetricCrystal:
+    """A crystal in its conventional cell as space group + lattice ``k`` + asymmetric unit."""
+
+    space_group: int
+    k: np.ndarray  # (6,), already obeying the group's constraints
+    representatives: tuple[Representative, ...]
+    tolerance: float  # the symprec at which pyxtal found ``space_group``
+
+    @property
+    def num_atoms(self) -> int:
+        return sum(r.multiplicity for r in self.representatives)
+
+
+@dataclass(frozen=True)
+class _GroupTables:
+    group: object  # pyxtal.symmetry.Group
+    wyckoffs: tuple  # pyxtal Wyckoff_position objects, general position first
+    one_hots: np.ndarray  # (W, 15, 13)
+
+
+@functools.lru_cache(maxsize=256)
+def group_tables(space_group: int) -> _GroupTables:
+    """pyxtal's Group, its Wyckoff positions and their site-symmetry one-hots (cached per group)."""
+    from pyxtal.symmetry import Group
+
+    group = Group(space_group)
+    wyckoffs = tuple(group)
+    one_hots = np.stack([w.get_site_symmetry_object().to_one_hot() for w in wyckoffs]).astype(float)
+    return _GroupTables(group, wyckoffs, one_hots)
+
+
+@functools.lru_cache(maxsize=256)
+def space_group_encoding(space_group: int) -> np.ndarray:
+    """SymmCD's binary space-group encoding: pyxtal's lattice id (one-hot of 16; ids 0..15 occur) + the flattened
+    15-axis symmetry matrix pyxtal 1.1.5 returns (15 x 48)."""
+    from pyxtal.symmetry import Group
+
+    lattice_id, matrix = Group(space_group).get_spg_representation()
+    return np.concatenate([np.eye(16)[lattice_id], np.asarray(matrix, dtype=float).ravel()])
+
+
+def encode(structure, tolerances: tuple[float, ...] = DEFAULT_TOLERANCES) -> AsymmetricCrystal:
+    """Structure → asymmetric representation, at the first tolerance pyxtal accepts (raises RepresentationError)."""
+    from pyxtal import pyxtal
+
+    errors = []
+    for tol in tolerances:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                crystal = pyxtal()
+                crystal.from_seed(structure, tol=tol)
+        except Exception as exc:  # pyxtal raises many types; we only need the reason
+            errors.append(f"tol={tol}: {type(exc).__name__}: {exc}")
+            continue
+        if not crystal.valid or not crystal.atom_sites:
+            errors.append(f"tol={tol}: pyxtal returned an invalid crystal")
+            continue
+        number = int(crystal.group.number)
+        reps = tuple(
+            Representative(
+                atomic_number=int(_atomic_number(site.specie)),
+                frac_coords=tuple(float(c) for c in np.mod(site.position, 1.0)),
+                site_symmetry=site.wp.get_site_symmetry_object().to_one_hot().astype(np.int8),
+                wyckoff_label=site.wp.get_label(),
+                multiplicity=int(site.wp.multiplicity),
+            )
+            for site in crystal.atom_sites
+        )
+        k = project_k(matrix_to_k(crystal.lattice.matrix), number)
+        return AsymmetricCrystal(number, k, reps, float(tol))
+    raise RepresentationError("; ".join(errors) or "no tolerance given")
+
+
+def _atomic_number(specie) -> int:
+    from pymatgen.core import Element
+
+    return Element(str(specie)).Z
+
+
+def project_site_symmetry(space_group: int, site_symmetry: np.ndarray) -> list[int]:
+    """Indices of the group's Wyckoff positions whose site symmetry is nearest (Frobenius) to ``site_symmetry``."""
+    tables = group_tables(space_group)
+    dist = np.linalg.norm((tables.one_hots - np.asarray(site_symmetry, dtype=float)[None]).reshape(len(tables.one_hots), -1), axis=1)
+    return [int(i) for i in np.flatnonzero(dist <= dist.min() + 1e-9)]
+
+
+def snap_to_wyckoff(space_group: int, candidates: list[int], frac_coords: np.ndarray):
+    """The candidate Wyckoff position and the point of it closest to ``frac_coords`` (periodic distance)."""
+    from pyxtal.symmetry import search_cloest_wp
+
+    tables = group_tables(space_group)
+    pos = np.mod(np.asarray(frac_coords, dtype=float), 1.0)
+    best = None
+    for index in candidates:
+        wp = tables.wyckoffs[index]
+        snapped = np.mod(np.asarray(search_cloest_wp(tables.group, wp, wp.ops[0], pos), dtype=float), 1.0)
+        delta = snapped - pos
+        dist = float(np.linalg.norm(delta - np.rint(delta)))
+        if best is None or dist < best[0]:
+            best = (dist, wp, snapped)
+    return best[1], best[2]
+
+
+def replicate_orbit(wp, position: np.ndarray) -> np.ndarray:
+    """All points of the orbit of ``position`` under the Wyckoff position's operations, duplicates merged."""
+    orbit = wp.get_all_positions(position)
+    if orbit is None:  # the snapped point is not exactly on ``wp``: apply the operations directly
+        orbit = np.mod(np.array([op.operate(position) for op in wp.ops]), 1.0)
+    unique: list[np.ndarray] = []
+    for point in np.mod(orbit, 1.0):
+        if all(np.linalg.norm((point - u) - np.rint(point - u)) > 1e-4 for u in unique):
+            unique.append(point)
+    return np.array(unique)
+
+
+def build_structure(space_group: int, k, atomic_numbers, frac_coords, site_symmetries):
+    """Arrays (possibly generated) → pymatgen Structure: project, snap, replicate (raises RepresentationError)."""
+    from pymatgen.core import Lattice, Structure
+
+    space_group = int(space_group)
+    if not 1 <= space_group <= 230:
+        raise RepresentationError(f"space group {space_group} out of range")
+    if len(atomic_numbers) == 0:
+        raise RepresentationError("no representatives")
+    matrix = k_to_matrix(project_k(np.asarray(k, dtype=float), space_group))
+    if not np.all(np.isfinite(matrix)):
+        raise RepresentationError("non-finite lattice")
+    species, coords = [], []
+    for z, x, ss in zip(atomic_numbers, frac_coords, site_symmetries, strict=True):
+        if not 1 <= int(z) <= 118:
+            raise RepresentationError(f"atomic number {z} out of range")
+        wp, snapped = snap_to_wyckoff(space_group, project_site_symmetry(space_group, ss), x)
+        orbit = replicate_orbit(wp, snapped)
+        species.extend([int(z)] * len(orbit))
+        coords.extend(orbit)
+    return Structure(Lattice(matrix), species, np.array(coords))
+
+
+def decode(crystal: AsymmetricCrystal):
+    """Asymmetric representation → pymatgen Structure, through the same path generated samples take."""
+    reps = crystal.representatives
+    return build_structure(
+        crystal.space_group,
+        crystal.k,
+        [r.atomic_number for r in reps],
+        [r.frac_coords for r in reps],
+        [r.site_symmetry for r in reps],
+    )

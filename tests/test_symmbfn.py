@@ -1,0 +1,227 @@
+"""SymmBFN: the BFN arithmetic, the network, training/resume with a tiny preset, deterministic sampling, the plugin."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from plugins._asymmetric import encode, pack
+from plugins.symmbfn import bfn
+from plugins.symmbfn.config import get_preset
+from plugins.symmbfn.model import DataStats, make_batch
+from plugins.symmbfn.training import build_model
+
+CHECKPOINTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "plugins" / "symmbfn" / "checkpoints"
+
+
+def toy_structures() -> list[Structure]:
+    """A dozen small crystals in a few space groups, built in code."""
+    out = []
+    for i, (a, b) in enumerate([("Na", "Cl"), ("K", "Br"), ("Mg", "O"), ("Ca", "S")]):
+        out.append(Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.5 + 0.3 * i), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+        out.append(Structure(Lattice.cubic(3.8 + 0.1 * i), [a, "Ti", "O", "O", "O"],
+                             [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]))
+        out.append(Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.2 + 0.1 * i, 5.2), [a, b],
+                                             [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy_split():
+    from harness.datasets import Split
+
+    structures = toy_structures()
+    return Split("toy", "train", structures, [f"toy-{i}" for i in range(len(structures))], "toy-sha")
+
+
+# ---------------------------------------------------------------- BFN arithmetic
+
+def test_continuous_flow_concentrates_on_the_data_at_t1():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2000, 3, generator=gen)
+    mu = bfn.continuous_flow(x, torch.ones(2000, 1), 0.01, gen)
+    gamma = 1 - 0.01**2
+    assert torch.allclose(mu.mean(0), gamma * x.mean(0), atol=1e-3)
+    assert (mu - gamma * x).std() == pytest.approx(math.sqrt(gamma * (1 - gamma)), rel=0.05)
+
+
+def test_continuous_estimate_with_the_true_noise_recovers_x():
+    gen = torch.Generator().manual_seed(1)
+    x, t, eps = torch.rand(10, 3, generator=gen), torch.full((10, 1), 0.7), torch.randn(10, 3, generator=gen)
+    g = bfn.gamma(t, 0.01)
+    mu = g * x + torch.sqrt(g * (1 - g)) * eps
+    assert torch.allclose(bfn.continuous_estimate(mu, eps, t, 0.01), x, atol=1e-4)
+    assert bfn.continuous_loss(x, x, t, 0.01).abs().max() == 0
+
+
+def test_periodic_loss_ignores_whole_cell_shifts():
+    x, x_hat, t = torch.tensor([0.02]), torch.tensor([0.98]), torch.tensor([0.5])
+    assert bfn.continuous_loss(x, x_hat, t, 0.01, periodic=True) == pytest.approx(
+        bfn.continuous_loss(torch.tensor([0.0]), torch.tensor([-0.04]), t, 0.01).item(), rel=1e-4)
+
+
+def test_discrete_flow_is_uniform_at_t0_and_informative_late():
+    gen = torch.Generator().manual_seed(2)
+    idx = torch.randint(0, 13, (500,), generator=gen)
+    theta0 = bfn.discrete_flow(idx, 13, torch.zeros(500), 1.5, gen)
+    assert torch.allclose(theta0, torch.full_like(theta0, 1 / 13))
+    theta1 = bfn.discrete_flow(idx, 13, torch.ones(500), 20.0, gen)
+    assert (theta1.argmax(-1) == idx).float().mean() > 0.95
+    exact = torch.nn.functional.one_hot(idx, 13).float()
+    assert bfn.discrete_loss(idx, exact, torch.ones(500), 1.5).abs().max() == 0
+
+
+# ---------------------------------------------------------------- network and model
+
+def test_network_is_equivariant_to_the_order_of_representatives(toy_split):
+    crystals = [encode(s) for s in toy_split.structures[:4]]
+    packed = pack(crystals)
+    stats = DataStats.from_packed(packed)
+    model = build_model(get_preset("tiny"), stats, seed=0).eval()
+    batch = make_batch(packed, stats, "cpu")
+    n = batch.coords.shape[1]
+    gen = torch.Generator().manual_seed(3)
+    args = {
+        "space_group": batch.space_group, "t": torch.full((4,), 0.4), "mu_lattice": batch.k,
+        "lattice_mask": batch.lattice_mask, "mu_coords": batch.coords,
+        "theta_types": torch.softmax(torch.randn(4, n, 100, generator=gen), -1),
+        "theta_ops": torch.softmax(torch.randn(4, n, 15, 13, generator=gen), -1), "node_mask": batch.node_mask,
+    }
+    out = model.net(**args)
+    perm = torch.arange(n - 1, -1, -1)
+    permuted = {k: (v[:, perm] if k in ("mu_coords", "theta_types", "theta_ops", "node_mask") else v) for k, v in args.items()}
+    out_p = model.net(**permuted)
+    assert torch.allclose(out["eps_lattice"], out_p["eps_lattice"], atol=1e-5)
+    assert torch.allclose(out["type_logits"][:, perm], out_p["type_logits"], atol=1e-5)
+
+
+def test_loss_components_are_finite_and_decrease_on_a_tiny_set(toy_split):
+    packed = pack([encode(s) for s in toy_split.structures])
+    stats = DataStats.from_packed(packed)
+    model = build_model(get_preset("tiny"), stats, seed=0)
+    batch = make_batch(packed, stats, "cpu")
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(20):
+        losses = model.loss(batch, torch.Generator().manual_seed(0))  # same t and noise: a fixed objective
+        assert all(torch.isfinite(v) for v in losses.values())
+        first = first if first is not None else losses["total"].item()
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+    assert losses["total"].item() < first
+
+
+def test_lattice_statistics_use_free_entries_only(toy_split):
+    packed = pack([encode(s) for s in toy_split.structures])
+    stats = DataStats.from_packed(packed)
+    # k1 is free in none of these groups (cubic, hexagonal): it keeps the identity normalisation
+    assert stats.k_mean[0] == 0 and stats.k_std[0] == 1
+    assert stats.k_std[5] > 0.01 and stats.k_bound >= 4
+    groups, sizes = stats.sample_groups_and_sizes(50, np.random.default_rng(0))
+    assert set(groups) <= {225, 221, 186} and all(
+        stats.n_counts[g][n] > 0 for g, n in zip(groups, sizes, strict=True))
+
+
+# ---------------------------------------------------------------- train, resume, load, sample
+
+@pytest.fixture(scope="module")
+def trained(toy_split, tmp_path_factory):
+    from plugins.symmbfn.generator import SymmBFNGenerator
+
+    out = tmp_path_factory.mktemp("symmbfn")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XTALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        gen = SymmBFNGenerator("toy", n_steps=5)
+        result = gen.train(toy_split, {"preset": "tiny", "max_epochs": 2, "device": "cpu"}, out, seed=0)
+        yield gen, result, out
+
+
+def test_training_writes_checkpoint_manifest_and_curves(trained):
+    _, result, out = trained
+    assert result.checkpoint.exists() and (out / "last.pt").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("data_sha256", "splits", "preset", "epochs", "wall_seconds", "git_commit", "final_losses", "seed",
+                "torch_version"):
+        assert key in manifest
+    assert manifest["epochs"] == 2 and manifest["crystals_used"] == 12
+    rows = (out / "loss.csv").read_text().strip().splitlines()
+    assert rows[0].split(",")[3:] == ["total", "coords", "lattice", "types", "ops"] and len(rows) == 3
+    assert (out / "loss.png").stat().st_size > 0
+
+
+def test_resume_continues_the_epoch_count(trained, toy_split):
+    from plugins.symmbfn.training import train
+
+    _, _, out = trained
+    result = train(toy_split, {"preset": "tiny", "max_epochs": 3, "resume": True, "device": "cpu"}, out, seed=0)
+    assert result.manifest["epochs"] == 3
+    assert len((out / "loss.csv").read_text().strip().splitlines()) == 4
+
+
+def test_sampling_is_deterministic_and_leaves_global_rng_alone(trained):
+    gen, _, _ = trained
+    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    first = gen.sample(6, seed=11, batch_size=4)
+    second = gen.sample(6, seed=11, batch_size=4)
+    other = gen.sample(6, seed=12, batch_size=4)
+    assert torch.equal(torch_state, torch.random.get_rng_state()) and np.array_equal(np_state, np.random.get_state()[1])
+    assert len(first) == 6
+
+    def key(s):
+        return None if s is None else (s.composition.formula, tuple(np.round(s.lattice.abc, 6)))
+
+    assert [key(s) for s in first] == [key(s) for s in second]
+    assert [key(s) for s in first] != [key(s) for s in other]
+    assert all(s is None or isinstance(s, Structure) for s in first)
+
+
+def test_load_roundtrip_gives_the_same_samples(trained):
+    from plugins.symmbfn.generator import SymmBFNGenerator
+
+    gen, result, _ = trained
+    fresh = SymmBFNGenerator("toy", n_steps=5)
+    fresh.load(result.checkpoint, "cpu")
+    a, b = gen.sample(3, seed=5, batch_size=3), fresh.sample(3, seed=5, batch_size=3)
+    assert [None if s is None else s.composition for s in a] == [None if s is None else s.composition for s in b]
+    assert fresh.training_splits() == ["train"]
+
+
+def test_unbuildable_arrays_give_none():
+    from plugins.symmbfn.generator import structures_from_arrays
+
+    arrays = {"space_group": np.array([0]), "k": np.zeros((1, 6)), "atomic_numbers": np.array([[8]]),
+              "frac_coords": np.zeros((1, 1, 3)), "site_symmetry": np.zeros((1, 1, 15, 13)),
+              "node_mask": np.array([[True]])}
+    assert structures_from_arrays(arrays) == [None]
+
+
+# ---------------------------------------------------------------- plugin registration and shipped checkpoints
+
+def test_hook_registers_the_spec():
+    from plugins.symmbfn import hooks
+
+    specs = []
+    hooks.xtalbench_register_generators(specs.append)
+    (spec,) = specs
+    assert spec.name == "symmbfn" and spec.datasets == ("mp20", "perov5", "carbon24")
+    assert spec.load_class().name == "symmbfn"
+
+
+@pytest.mark.parametrize("dataset", ["perov5", "mp20"])
+def test_shipped_checkpoint_is_small_and_described(dataset):
+    path = CHECKPOINTS / f"{dataset}.pt"
+    if not path.exists():
+        pytest.skip(f"no shipped {dataset} checkpoint yet")
+    assert path.stat().st_size <= 20 * 2**20
+    manifest = json.loads((CHECKPOINTS / f"{dataset}.manifest.json").read_text())
+    assert manifest["dataset"] == dataset and manifest["epochs"] >= 1 and manifest["data_sha256"]
+    from plugins.symmbfn.training import load_model_file
+
+    model, embedded = load_model_file(path)
+    assert embedded["dataset"] == dataset
