@@ -1,0 +1,236 @@
+"""Training SyMat: joint VAE + distance-score loss, time-boxed, resumable, with loss curves and a shippable checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.generator import TrainResult
+from harness.io import atomic_write, atomic_write_json
+from plugins.symat import presets
+from plugins.symat.data import collate, from_structure, lattice_stats
+from plugins.symat.model import LOSS_WEIGHTS, SyMat, estimate_sigma_hat
+
+COMPONENTS = ("total", *LOSS_WEIGHTS)
+CHECKPOINT_FORMAT = "symat-ckpt-1"
+
+
+def git_commit(repo: Path) -> str:
+    """HEAD's hash (``+dirty`` when the plugin's own files differ from it), or ``uncommitted``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "plugins/symat"], cwd=repo, capture_output=True, text=True
+        )
+        return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "uncommitted"
+
+
+def build_model(cfg: dict, max_atoms: int, lattice_mean, lattice_std, seed: int) -> SyMat:
+    """A freshly initialised model; initialisation draws from a forked RNG so global state is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SyMat(cfg, max_atoms, lattice_mean, lattice_std)
+
+
+def model_payload(model: SyMat) -> dict[str, Any]:
+    """What :func:`load_model` needs: settings, dataset statistics and float32 weights."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "cfg": {k: model.cfg[k] for k in presets.MODEL_KEYS},
+        "max_atoms": model.max_atoms,
+        "lattice_mean": model.lattice_mean.tolist(),
+        "lattice_std": model.lattice_std.tolist(),
+        "state_dict": {k: v.detach().cpu().float() for k, v in model.state_dict().items()},
+    }
+
+
+def load_model(path: Path, device: str = "cpu") -> tuple[SyMat, dict]:
+    """Rebuild a model from a checkpoint written by :func:`train` (either ``model.pt`` or ``last.pt``)."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a symat checkpoint (format {payload.get('format')!r})")
+    model = SyMat(payload["cfg"], payload["max_atoms"], payload["lattice_mean"], payload["lattice_std"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload
+
+
+def _plot(csv_path: Path, png_path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.read_csv(csv_path)
+    if df.empty:
+        return
+    fig, axes = plt.subplots(2, 4, figsize=(14, 6))
+    for ax, name in zip(axes.flat, COMPONENTS, strict=False):
+        ax.plot(df["epoch"], df[name])
+        ax.set_title(name if name == "total" else f"{name} (weight {LOSS_WEIGHTS[name]:g})")
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log" if (df[name] > 0).all() else "linear")
+    for ax in list(axes.flat)[len(COMPONENTS) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(png_path, lambda p: fig.savefig(p, format="png", dpi=80))
+    plt.close(fig)
+
+
+def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResult:
+    """Train on ``split``; config keys: preset, max_epochs, max_minutes, device, batch_size, resume; optional
+    preset_overrides (dict of preset keys), checkpoint_minutes, resume_from (a last.pt-style checkpoint used when
+    ``out_dir/last.pt`` is absent, e.g. a shipped one), export_dir / curves_dir (where every save copies
+    ``<dataset>.pt`` + ``<dataset>.manifest.json`` and ``losses.csv`` + ``losses.png``)."""
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overrides = {
+        **config.get("preset_overrides", {}),
+        "max_epochs": config.get("max_epochs"),
+        "batch_size": config.get("batch_size"),
+    }
+    cfg = presets.resolve(config.get("preset") or "cpu", overrides)
+    device = config.get("device") or "cpu"
+    max_minutes = config.get("max_minutes")
+    every = 60.0 * float(config.get("checkpoint_minutes") or 5.0)
+    last_path, csv_path = out_dir / "last.pt", out_dir / "losses.csv"
+
+    crystals = [from_structure(s) for s in split.structures]
+    max_atoms = max(len(c.numbers) for c in crystals)
+    state = None
+    resume_from = last_path if last_path.exists() else Path(config.get("resume_from") or last_path)
+    if config.get("resume") and resume_from.exists():
+        state = torch.load(resume_from, map_location="cpu", weights_only=False)
+        if "optimizer" not in state:
+            raise ValueError(f"{resume_from} holds weights only; resume needs a last.pt-style checkpoint")
+        cfg = {**state["train_cfg"], "max_epochs": cfg["max_epochs"]}
+        model, _ = load_model(resume_from)
+        curves_csv = Path(config.get("curves_dir") or out_dir) / "losses.csv"
+        if not csv_path.exists() and curves_csv.exists():
+            shutil.copyfile(curves_csv, csv_path)  # resuming elsewhere: keep the earlier epochs' curve
+    else:
+        mean, std = lattice_stats(crystals)
+        model = build_model(cfg, max_atoms, mean, std, seed)
+        probe = torch.randperm(len(crystals), generator=torch.Generator().manual_seed(seed))[:256].tolist()
+        model.sigma_hat.copy_(estimate_sigma_hat(model, [collate([crystals[i] for i in probe])], seed))
+        csv_path.unlink(missing_ok=True)
+    model = model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+    epoch = state["epoch"] if state else 0
+    wall_before = state["wall_seconds"] if state else 0.0
+    last_losses = state.get("last_losses", {}) if state else {}
+
+    def save(final: bool = False) -> None:
+        wall = wall_before + time.monotonic() - started
+        payload = model_payload(model) | {
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,
+            "train_cfg": cfg,
+            "wall_seconds": wall,
+            "last_losses": last_losses,
+            "seed": seed,
+        }
+        atomic_write(last_path, lambda p: torch.save(payload, p))
+        atomic_write(out_dir / "model.pt", lambda p: torch.save(model_payload(model), p))
+        manifest = {
+            "generator": "symat",
+            "dataset": split.dataset,
+            "splits": split.name,
+            "data_sha256": split.sha256,
+            "num_train_structures": len(crystals),
+            "preset": cfg["preset"],
+            "config": cfg,
+            "epochs": epoch,
+            "wall_seconds": round(wall, 1),
+            "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+            "final_losses": last_losses,
+            "seed": seed,
+            "torch_version": torch.__version__,
+            "device": device,
+            "sigma_hat": [round(x, 5) for x in model.sigma_hat.tolist()],
+            "complete": final,
+        }
+        atomic_write_json(out_dir / "manifest.json", manifest)
+        if csv_path.exists():
+            _plot(
+                csv_path,
+                out_dir / "losses.png",
+                f"SyMat {split.dataset} ({split.name}, preset {cfg['preset']})",
+            )
+        if config.get("export_dir"):
+            export = Path(config["export_dir"])
+            export.mkdir(parents=True, exist_ok=True)
+            # the shipped file is the full last.pt (weights + optimizer), so a later session can resume from it
+            atomic_write(export / f"{split.dataset}.pt", lambda p: shutil.copyfile(last_path, p))
+            atomic_write_json(export / f"{split.dataset}.manifest.json", manifest)
+        if config.get("curves_dir") and csv_path.exists():
+            curves = Path(config["curves_dir"])
+            curves.mkdir(parents=True, exist_ok=True)
+            for name in ("losses.csv", "losses.png"):
+                if (out_dir / name).exists():
+                    shutil.copyfile(out_dir / name, curves / name)
+
+    last_save = time.monotonic()
+    out_of_time = False
+    while epoch < cfg["max_epochs"] and not out_of_time:
+        order = torch.randperm(
+            len(crystals), generator=torch.Generator().manual_seed(seed * 100_003 + epoch)
+        ).tolist()
+        gen = torch.Generator().manual_seed(seed * 7_919 + epoch)
+        sums = dict.fromkeys(COMPONENTS, 0.0)
+        steps = 0
+        for start in range(0, len(order), cfg["batch_size"]):
+            if max_minutes is not None and time.monotonic() - started > 60.0 * max_minutes:
+                out_of_time = True
+                break
+            batch = collate([crystals[i] for i in order[start : start + cfg["batch_size"]]]).to(device)
+            parts = model.losses(batch, gen)
+            opt.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+            for k in COMPONENTS:
+                sums[k] += float(parts[k].detach())
+            steps += 1
+        if out_of_time:
+            break  # a partial epoch is not counted; resume repeats it
+        epoch += 1
+        last_losses = {k: round(v / max(steps, 1), 6) for k, v in sums.items()}
+        _append_csv(
+            csv_path,
+            {
+                "epoch": epoch,
+                "wall_seconds": round(wall_before + time.monotonic() - started, 1),
+                **last_losses,
+            },
+        )
+        if time.monotonic() - last_save > every:
+            save()
+            last_save = time.monotonic()
+    save(final=epoch >= cfg["max_epochs"])
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    return TrainResult(checkpoint=out_dir / "model.pt", manifest=manifest)
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
