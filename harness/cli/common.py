@@ -27,6 +27,7 @@ def add_evaluation_args(parser: argparse.ArgumentParser, stability_default: bool
     parser.add_argument("--hull", type=Path, default=None, help="a Materials Project phase diagram file (else the dataset's own hull)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_threads(parser)
 
 
 def evaluation_request(args, n_relax: int = 100) -> EvaluationRequest:
@@ -35,6 +36,23 @@ def evaluation_request(args, n_relax: int = 100) -> EvaluationRequest:
         novelty_split=args.train_split, hull=args.hull, data_dir=args.data_dir, workers=args.workers,
         progress=args.progress,
     )
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads in this process (default: half the cores, at most 4); "
+                             "more threads than free cores makes sampling and relaxation many times slower")
+
+
+def configure_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads once per process (the CLI's choice, never the library's)."""
+    import os
+
+    import torch
+
+    count = threads or max(1, min(4, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(count)
+    return count
 
 
 def fail(message: str, code: int = 2) -> int:

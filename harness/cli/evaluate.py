@@ -24,6 +24,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from harness.cli.common import configure_threads
+
+    configure_threads(args.threads)
     from harness.cli.common import fail
     from harness.evaluate_file import evaluate_file, samples_digest
     from harness.registry import get_registry

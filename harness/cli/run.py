@@ -27,6 +27,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from harness.cli.common import configure_threads
+
+    configure_threads(args.threads)
     from harness.cli.common import fail
     from harness.protocol import TIERS
     from harness.runner import RunRequest

@@ -6,6 +6,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from harness.cli.common import add_threads
+
     parser = subparsers.add_parser("sample", help="generate samples to an extxyz file")
     parser.add_argument("--plugin", required=True)
     parser.add_argument("--dataset", required=True)
@@ -15,10 +17,14 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, required=True, help="output .extxyz (batches are kept beside it to resume)")
+    add_threads(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from harness.cli.common import configure_threads
+
+    configure_threads(args.threads)
     from harness.generator import resolve_device
     from harness.io import atomic_write_text
     from harness.registry import get_registry

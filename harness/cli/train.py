@@ -8,6 +8,8 @@ from harness.cli.common import add_data_dir
 
 
 def register(subparsers) -> None:
+    from harness.cli.common import add_threads
+
     parser = subparsers.add_parser("train", help="train a generator")
     parser.add_argument("--plugin", required=True)
     parser.add_argument("--dataset", required=True)
@@ -22,10 +24,14 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=None, help="training folder (default: runs/train/<plugin>/<dataset>)")
     parser.add_argument("--fresh", dest="resume", action="store_false", help="start over instead of resuming")
     add_data_dir(parser)
+    add_threads(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from harness.cli.common import configure_threads
+
+    configure_threads(args.threads)
     from harness.datasets import load_split
     from harness.generator import resolve_device
     from harness.registry import get_registry
