@@ -75,5 +75,5 @@ def test_edge_cases_and_cutoffs():
         coverage(ref, ref, ref, ref, struct_cutoff=1, comp_cutoff=1, n_generated=2)
     assert coverage_cutoffs("mp20") == (0.4, 10.0)
     assert coverage_cutoffs("perov5") == coverage_cutoffs("carbon24") == (0.2, 4.0)
-    with pytest.raises(KeyError):
+    with pytest.raises(LookupError, match="unknown dataset 'nope'"):
         coverage_cutoffs("nope")
