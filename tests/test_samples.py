@@ -11,7 +11,13 @@ import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
-from harness.samples import SampleFileError, construction_problem, make_sample, read_samples, structures_to_extxyz
+from harness.samples import (
+    SampleFileError,
+    construction_problem,
+    make_sample,
+    read_samples,
+    structures_to_extxyz,
+)
 from tests.conftest import perovskite, rocksalt
 
 
