@@ -17,7 +17,7 @@ from harness.metrics.fingerprints import featurizer_versions, fingerprint_struct
 from harness.metrics.reference import reference_features
 from harness.metrics.validity import comp_validity, min_interatomic_distance, struct_validity
 from harness.parallel import Executor, default_executor
-from harness.protocol import MIN_INTERATOMIC_DISTANCE, MIN_VOLUME, N_WDIST_SAMPLES, SG_SYMPREC
+from harness.protocol import METRIC_KEYS, MIN_INTERATOMIC_DISTANCE, MIN_VOLUME, N_WDIST_SAMPLES, SG_SYMPREC
 
 __all__ = ["TABLE_COLUMNS", "describe_sample", "evaluate"]
 
@@ -32,17 +32,8 @@ TABLE_COLUMNS = (
     "fingerprint_error",
     "validity_reason",
 )
-METRICS = (
-    "struct_valid",
-    "comp_valid",
-    "valid",
-    "cov_recall",
-    "cov_precision",
-    "wdist_density",
-    "wdist_num_elems",
-    "sg_jsd",
-    "sg_jsd_symmcd",
-)
+# The protocol's keys this family fills: everything up to the space-group JSDs.
+METRICS = METRIC_KEYS[: METRIC_KEYS.index("sg_jsd_symmcd") + 1]
 
 
 def describe_sample(structure) -> dict:
