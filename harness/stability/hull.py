@@ -51,8 +51,22 @@ def entries_hash(entries: Sequence[Sequence[Any]], elements: dict[str, dict]) ->
     return sha256_text(json.dumps(payload, sort_keys=True, separators=(",", ":")))
 
 
+class _Described:
+    """What a record says of a hull: its name, source, hash, size and settings."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "size": self.size,
+            "n_elements": len(self.elements),
+            **self.info,
+        }
+
+
 @dataclass
-class ReferenceHull:
+class ReferenceHull(_Described):
     """A hull from an entry list; phase diagrams are built lazily per chemical system and cached."""
 
     name: str
@@ -111,15 +125,6 @@ class ReferenceHull:
         except Exception as exc:  # a degenerate sub-hull must not stop a run
             return None, f"{type(exc).__name__}: {exc}"[:300]
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "sha256": self.sha256,
-            "size": self.size,
-            "n_elements": len(self.elements),
-            **self.info,
-        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,7 +149,7 @@ class ReferenceHull:
 
 
 @dataclass
-class MPHull:
+class MPHull(_Described):
     """A Materials Project (Patched)PhaseDiagram; sample energies must carry MP2020 corrections to match it."""
 
     name: str
@@ -180,15 +185,6 @@ class MPHull:
         except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "sha256": self.sha256,
-            "size": self.size,
-            "n_elements": len(self.elements),
-            **self.info,
-        }
 
 
 def mp2020_corrected_energy_per_atom(structure, energy_per_atom: float) -> float:
