@@ -109,3 +109,15 @@ def niggli(structure: Structure) -> Structure:
 def sheared(structure: Structure) -> Structure:
     """Same lattice points, another (unimodular) basis: a different choice of unit cell."""
     return structure.make_supercell(((1, 1, 0), (0, 1, 0), (0, 0, 1)), in_place=False)
+
+
+# The changes of description a crystal metric must not see: (structure, seed) -> equivalent structure.
+CELL_TRANSFORMS = {
+    "permute": lambda s, k: permuted(s, k),
+    "rotate": lambda s, k: rotated(s, k),
+    "translate": lambda s, k: translated(s, [0.13 * k % 1, 0.37, 0.71]),
+    "images": lambda s, k: imaged(s, k),
+    "supercell": lambda s, k: supercell(s),
+    "niggli": lambda s, k: niggli(s),
+    "other cell": lambda s, k: sheared(s),
+}

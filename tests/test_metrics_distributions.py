@@ -7,15 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from metrics_fixtures import (
+    CELL_TRANSFORMS,
     crystals,
-    imaged,
-    niggli,
-    permuted,
     perovskite,
     rocksalt,
-    rotated,
-    sheared,
-    supercell,
 )
 from scipy.spatial.distance import jensenshannon
 
@@ -92,14 +87,7 @@ def test_unanalysable_structure_counts_as_p1():
     assert number == 1 and error
 
 
-TRANSFORMS = {
-    "permute": lambda s, k: permuted(s, k),
-    "rotate": lambda s, k: rotated(s, k),
-    "images": lambda s, k: imaged(s, k),
-    "supercell": lambda s, k: supercell(s),
-    "niggli": lambda s, k: niggli(s),
-    "other cell": lambda s, k: sheared(s),
-}
+TRANSFORMS = CELL_TRANSFORMS
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)

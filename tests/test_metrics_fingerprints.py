@@ -7,15 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from metrics_fixtures import (
+    CELL_TRANSFORMS,
     crystals,
-    imaged,
-    niggli,
-    permuted,
     perovskite,
     rocksalt,
-    rotated,
-    supercell,
-    translated,
 )
 
 from harness.metrics.fingerprints import (
@@ -69,14 +64,7 @@ def test_fingerprint_structures_records_missing_and_failed():
     assert np.isfinite(fps.comp[0]).all()
 
 
-TRANSFORMS = {
-    "permute": lambda s, k: permuted(s, k),
-    "rotate": lambda s, k: rotated(s, k),
-    "translate": lambda s, k: translated(s, [0.3, 0.11 * (k % 9), 0.5]),
-    "images": lambda s, k: imaged(s, k),
-    "supercell": lambda s, k: supercell(s),
-    "niggli": lambda s, k: niggli(s),
-}
+TRANSFORMS = {k: v for k, v in CELL_TRANSFORMS.items() if k != "other cell"}
 
 
 @settings(max_examples=12, deadline=None, derandomize=True)

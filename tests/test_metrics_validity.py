@@ -8,20 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from metrics_fixtures import (
+    CELL_TRANSFORMS,
     alloy,
     close_across_boundary,
     crystals,
-    imaged,
     imbalanced_oxide,
-    niggli,
-    permuted,
     perovskite,
     rocksalt,
-    rotated,
-    sheared,
-    supercell,
     tiny_cell,
-    translated,
     unary,
 )
 
@@ -124,15 +118,7 @@ def test_comp_validity_accepts_formula_dict_and_composition():
     assert comp_validity({"Og": 1, "O": 1}) is False  # unknown to SMACT
 
 
-TRANSFORMS = {
-    "permute": lambda s, k: permuted(s, k),
-    "rotate": lambda s, k: rotated(s, k),
-    "translate": lambda s, k: translated(s, [0.13 * k % 1, 0.37, 0.71]),
-    "images": lambda s, k: imaged(s, k),
-    "supercell": lambda s, k: supercell(s),
-    "niggli": lambda s, k: niggli(s),
-    "other cell": lambda s, k: sheared(s),
-}
+TRANSFORMS = CELL_TRANSFORMS
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
