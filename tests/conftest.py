@@ -85,3 +85,25 @@ def tiny_dataset(isolated):
     write_cif_csv(data / "test.csv.gz", structures)
     set_registry(build_registry(extra_plugins=[TinyDatasetPlugin()]))
     return data
+
+
+def toy_structures() -> list[Structure]:
+    """A dozen small crystals in three space groups (225, 221, 186), built in code: a training set for the
+    asymmetric-unit generators' tests."""
+    out = []
+    for i, (a, b) in enumerate([("Na", "Cl"), ("K", "Br"), ("Mg", "O"), ("Ca", "S")]):
+        out.append(Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.5 + 0.3 * i), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+        out.append(Structure(Lattice.cubic(3.8 + 0.1 * i), [a, "Ti", "O", "O", "O"],
+                             [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]))
+        out.append(Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.2 + 0.1 * i, 5.2), [a, b],
+                                             [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy_split():
+    """``toy_structures`` as a harness ``Split`` named toy/train."""
+    from harness.datasets import Split
+
+    structures = toy_structures()
+    return Split("toy", "train", structures, [f"toy-{i}" for i in range(len(structures))], "toy-sha")

@@ -4,39 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 
+from harness.generator import TrainResult
 from plugins._asymmetric import encode, pack
+from plugins._asymmetric.batching import DataStats, make_batch
 from plugins.symmbfn import bfn
 from plugins.symmbfn.config import get_preset
-from plugins.symmbfn.model import DataStats, make_batch
 from plugins.symmbfn.training import build_model
 
-CHECKPOINTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "plugins" / "symmbfn" / "checkpoints"
-
-
-def toy_structures() -> list[Structure]:
-    """A dozen small crystals in a few space groups, built in code."""
-    out = []
-    for i, (a, b) in enumerate([("Na", "Cl"), ("K", "Br"), ("Mg", "O"), ("Ca", "S")]):
-        out.append(Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.5 + 0.3 * i), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]]))
-        out.append(Structure(Lattice.cubic(3.8 + 0.1 * i), [a, "Ti", "O", "O", "O"],
-                             [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]))
-        out.append(Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.2 + 0.1 * i, 5.2), [a, b],
-                                             [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]))
-    return out
-
-
-@pytest.fixture(scope="module")
-def toy_split():
-    from harness.datasets import Split
-
-    structures = toy_structures()
-    return Split("toy", "train", structures, [f"toy-{i}" for i in range(len(structures))], "toy-sha")
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "plugins" / "symmbfn" / "checkpoints"
 
 
 # ---------------------------------------------------------------- BFN arithmetic
@@ -139,7 +122,9 @@ def trained(toy_split, tmp_path_factory):
         patch.setenv("XTALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
         gen = SymmBFNGenerator("toy", n_steps=5)
         result = gen.train(toy_split, {"preset": "tiny", "max_epochs": 2, "device": "cpu"}, out, seed=0)
-        yield gen, result, out
+        frozen = out / "two-epochs.pt"  # model.pt moves on when a later test resumes training in ``out``
+        shutil.copyfile(result.checkpoint, frozen)
+        yield gen, TrainResult(frozen, result.manifest), out
 
 
 def test_training_writes_checkpoint_manifest_and_curves(trained):
@@ -193,7 +178,7 @@ def test_load_roundtrip_gives_the_same_samples(trained):
 
 
 def test_unbuildable_arrays_give_none():
-    from plugins.symmbfn.generator import structures_from_arrays
+    from plugins._asymmetric import structures_from_arrays
 
     arrays = {"space_group": np.array([0]), "k": np.zeros((1, 6)), "atomic_numbers": np.array([[8]]),
               "frac_coords": np.zeros((1, 1, 3)), "site_symmetry": np.zeros((1, 1, 15, 13)),

@@ -8,6 +8,7 @@ Public API::
 
     encode(structure, tolerances=(0.01, 0.001, 0.1)) -> AsymmetricCrystal      # raises RepresentationError
     decode(crystal) -> Structure                                                # project, snap, replicate
+    structures_from_arrays(arrays) -> list[Structure | None]                    # a model's output, built
     build_structure(space_group, k, atomic_numbers, frac_coords, site_symmetries) -> Structure
     convert_split(split) -> ConvertedSplit                                      # cached on disk
     pack(crystals) -> PackedCrystals                                            # padded arrays for a model
@@ -29,11 +30,12 @@ from plugins._asymmetric.representation import (
     group_tables,
     project_site_symmetry,
     space_group_encoding,
+    structures_from_arrays,
 )
 
 __all__ = [
     "CODE_VERSION", "DEFAULT_TOLERANCES", "N_AXES", "N_OPS", "AsymmetricCrystal", "ConvertedSplit",
     "PackedCrystals", "Representative", "RepresentationError", "build_structure", "convert_split", "decode",
     "encode", "fixed_k", "group_tables", "k_mask", "k_to_matrix", "matrix_to_k", "pack", "project_k",
-    "project_site_symmetry", "space_group_encoding",
+    "project_site_symmetry", "space_group_encoding", "structures_from_arrays",
 ]

@@ -186,3 +186,16 @@ def decode(crystal: AsymmetricCrystal):
         [r.frac_coords for r in reps],
         [r.site_symmetry for r in reps],
     )
+
+
+def structures_from_arrays(arrays: dict) -> list:
+    """Build each crystal of a model's output arrays (project, snap, replicate); ``None`` where one cannot be built."""
+    out = []
+    for i in range(len(arrays["space_group"])):
+        keep = arrays["node_mask"][i]
+        try:
+            out.append(build_structure(int(arrays["space_group"][i]), arrays["k"][i], arrays["atomic_numbers"][i][keep],
+                                       arrays["frac_coords"][i][keep], arrays["site_symmetry"][i][keep]))
+        except Exception:  # an unbuildable sample counts as invalid, never as a crash
+            out.append(None)
+    return out

@@ -8,7 +8,9 @@ informative at t = 1 (sigma1 = 0.01; beta1 K ~ 20 as in Graves et al.'s text8 se
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+
+from plugins._asymmetric.presets import OptimConfig, select_preset
 
 NUM_TYPES = 100  # atomic numbers 1..100 as classes 0..99
 
@@ -33,18 +35,6 @@ class FlowConfig:
     weight_lattice: float = 1.0
     weight_types: float = 1.0
     weight_ops: float = 1.0
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    lr: float = 1e-3
-    batch_size: int = 256
-    max_epochs: int = 2000
-    plateau_factor: float = 0.6
-    plateau_patience: int = 100  # epochs
-    min_lr: float = 1e-4
-    grad_clip: float = 10.0
-    checkpoint_minutes: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -83,9 +73,4 @@ PRESETS = {
 
 def get_preset(name: str, batch_size: int | None = None) -> Preset:
     """A named preset, optionally with another batch size."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    preset = PRESETS[name]
-    if batch_size:
-        preset = replace(preset, optim=replace(preset.optim, batch_size=int(batch_size)))
-    return preset
+    return select_preset(PRESETS, name, batch_size)

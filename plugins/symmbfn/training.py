@@ -1,212 +1,56 @@
-"""Training SymmBFN: epochs over the converted split, time-boxed, checkpointed every few minutes, resumable.
+"""Training SymmBFN with the shared asymmetric-unit training loop (``plugins._asymmetric.training``).
 
-``out_dir`` receives ``last.pt`` (everything needed to resume), ``model.pt`` (weights + config + data statistics,
-the shipped format), ``manifest.json``, ``loss.csv`` (one row per epoch, one column per loss component) and
-``loss.png``.
+``out_dir`` receives ``last.pt`` (everything needed to resume), ``model.pt`` (the shipped format), ``manifest.json``,
+``loss.csv`` and ``loss.png``.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime
-import subprocess
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from plugins._asymmetric import CODE_VERSION, PackedCrystals, convert_split, pack
+from plugins._asymmetric import training as shared
+from plugins._asymmetric.batching import DataStats, make_batch
 from plugins.symmbfn.config import Preset, get_preset
-from plugins.symmbfn.model import DataStats, SymmBFN, make_batch
+from plugins.symmbfn.model import SymmBFN
 
 COMPONENTS = ("total", "coords", "lattice", "types", "ops")
 CHECKPOINT_FORMAT = "symmbfn-checkpoint-1"
 
 
+def stats_from_dict(data: dict) -> DataStats:
+    """``DataStats`` from its saved dict (lists back to the tuples the frozen dataclass holds)."""
+    def tupled(value):
+        return tuple(tupled(v) for v in value) if isinstance(value, list | tuple) else value
+
+    return DataStats(**{k: tupled(v) for k, v in data.items()})
+
+
+KIND = shared.ModelKind(
+    generator="symmbfn",
+    checkpoint_format=CHECKPOINT_FORMAT,
+    components=COMPONENTS,
+    get_preset=get_preset,
+    preset_from_dict=Preset.from_dict,
+    make_stats=DataStats.from_packed,
+    stats_to_dict=asdict,
+    stats_from_dict=stats_from_dict,
+    build=lambda preset, stats: SymmBFN(preset.network, preset.flow, stats),
+    make_batch=make_batch,
+)
+
+
 def build_model(preset: Preset, stats: DataStats, seed: int) -> SymmBFN:
-    """A freshly initialised model; the initialisation is seeded without touching global RNG state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return SymmBFN(preset.network, preset.flow, stats)
-
-
-def subset(packed: PackedCrystals, index: np.ndarray) -> PackedCrystals:
-    """Rows ``index`` of a packed set, trimmed to the largest representative count among them."""
-    n = max(int(packed.mask[index].sum(1).max()), 1)
-    return PackedCrystals(packed.space_group[index], packed.k[index], packed.atomic_numbers[index, :n],
-                          packed.frac_coords[index, :n], packed.site_ops[index, :n], packed.mask[index, :n])
-
-
-def size_bucketed_batches(packed: PackedCrystals, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Random batches of crystals with similar representative counts (less padding in the N x N pair tensor)."""
-    sizes = packed.mask.sum(1)
-    order = np.lexsort((rng.random(len(sizes)), sizes))  # by size, ties in random order
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def git_commit(repo: Path) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "uncommitted"
-
-
-def save_model_file(path: Path, model: SymmBFN, preset: Preset, manifest: dict) -> None:
-    """The shipped format: weights, preset, data statistics and manifest."""
-    from harness.io import atomic_write
-
-    payload = {"format": CHECKPOINT_FORMAT, "preset": preset.to_dict(), "stats": asdict(model.stats),
-               "state_dict": model.state_dict(), "manifest": manifest}
-    atomic_write(path, lambda p: torch.save(payload, p))
+    """A freshly initialised model (seeded, global RNG state untouched)."""
+    return shared.build_model(KIND, preset, stats, seed)
 
 
 def load_model_file(path: Path, device: str = "cpu") -> tuple[SymmBFN, dict]:
     """(model in eval mode, manifest) from a ``model.pt``/``last.pt``/shipped checkpoint."""
-    payload = torch.load(path, map_location=device, weights_only=False)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a SymmBFN checkpoint (format {payload.get('format')!r})")
-    preset = Preset.from_dict(payload["preset"])
-    stats = DataStats(**{k: tuple(tuple(r) if isinstance(r, list | tuple) else r for r in v) if isinstance(v, list | tuple)
-                         else v for k, v in payload["stats"].items()})
-    model = SymmBFN(preset.network, preset.flow, stats)
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload.get("manifest", {})
-
-
-def write_curves(out_dir: Path, history: list[dict]) -> None:
-    """``loss.csv`` and ``loss.png`` from the per-epoch history."""
-    from harness.io import atomic_write
-
-    fields = ["epoch", "wall_seconds", "lr", *COMPONENTS]
-
-    def write_csv(p: Path) -> None:
-        with open(p, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows({k: row[k] for k in fields} for row in history)
-
-    atomic_write(out_dir / "loss.csv", write_csv)
-    if not history:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    epochs = [row["epoch"] for row in history]
-    for name in COMPONENTS:
-        ax.plot(epochs, [row[name] for row in history], label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (epoch mean)")
-    ax.legend()
-    fig.tight_layout()
-    atomic_write(out_dir / "loss.png", lambda p: fig.savefig(p, format="png", dpi=100))
-    plt.close(fig)
+    return shared.load_model_file(KIND, path, device)
 
 
 def train(split, config: dict[str, Any], out_dir: Path, seed: int, log=print):
     """Train on a harness ``Split``; returns ``harness.generator.TrainResult`` (checkpoint = ``model.pt``)."""
-    from harness.generator import TrainResult, resolve_device
-    from harness.io import atomic_write, atomic_write_json
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    preset = get_preset(config.get("preset") or "cpu", config.get("batch_size"))
-    device = resolve_device(config.get("device"))
-    max_epochs = config.get("max_epochs") or preset.optim.max_epochs
-    max_seconds = 60.0 * config["max_minutes"] if config.get("max_minutes") else float("inf")
-
-    converted = convert_split(split)
-    crystals = converted.valid()
-    packed = pack(crystals)
-    last_path = out_dir / "last.pt"
-    resumed = bool(config.get("resume")) and last_path.exists()
-    if resumed:
-        state = torch.load(last_path, map_location=device, weights_only=False)
-        preset = Preset.from_dict(state["preset"])
-        model, _ = load_model_file(last_path, device)
-        model.train()
-    else:
-        state = None
-        model = build_model(preset, DataStats.from_packed(packed), seed).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=preset.optim.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=preset.optim.plateau_factor, patience=preset.optim.plateau_patience, min_lr=preset.optim.min_lr)
-    noise_gen = torch.Generator(device=device).manual_seed(seed)
-    order_rng = np.random.default_rng(seed)
-    history: list[dict] = []
-    epoch, wall_before = 0, 0.0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        noise_gen.set_state(state["noise_generator"].cpu() if device == "cpu" else state["noise_generator"])
-        order_rng.bit_generator.state = state["order_rng"]
-        history, epoch, wall_before = state["history"], state["epoch"], state["wall_seconds"]
-        log(f"resumed from {last_path} at epoch {epoch}")
-
-    start = time.perf_counter()
-
-    def wall() -> float:
-        return wall_before + time.perf_counter() - start
-
-    def manifest() -> dict:
-        return {
-            "generator": "symmbfn", "dataset": split.dataset, "splits": split.name, "data_sha256": split.sha256,
-            "crystals_used": len(crystals), "crystals_failed_conversion": len(converted.failures),
-            "representation_code_version": CODE_VERSION, "tolerances": list(converted.tolerances),
-            "preset": preset.name, "preset_config": preset.to_dict(), "epochs": epoch, "device": device,
-            "wall_seconds": round(wall(), 1), "final_losses": {k: history[-1][k] for k in COMPONENTS} if history else {},
-            "seed": seed, "torch_version": torch.__version__, "git_commit": git_commit(Path(__file__).resolve().parents[2]),
-            "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-
-    def checkpoint() -> None:
-        payload = {"format": CHECKPOINT_FORMAT, "preset": preset.to_dict(), "stats": asdict(model.stats),
-                   "state_dict": model.state_dict(), "manifest": manifest(), "optimizer": optimizer.state_dict(),
-                   "scheduler": scheduler.state_dict(), "noise_generator": noise_gen.get_state(),
-                   "order_rng": order_rng.bit_generator.state, "history": history, "epoch": epoch,
-                   "wall_seconds": wall()}
-        atomic_write(last_path, lambda p: torch.save(payload, p))
-        save_model_file(out_dir / "model.pt", model, preset, payload["manifest"])
-        atomic_write_json(out_dir / "manifest.json", payload["manifest"])
-        write_curves(out_dir, history)
-
-    last_save = time.perf_counter()
-    stop = False
-    model.train()
-    while epoch < max_epochs and not stop:
-        sums = dict.fromkeys(COMPONENTS, 0.0)
-        batches = 0
-        batches_index = size_bucketed_batches(packed, preset.optim.batch_size, order_rng)
-        for index in batches_index:
-            batch = make_batch(subset(packed, index), model.stats, device)
-            losses = model.loss(batch, noise_gen)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), preset.optim.grad_clip)
-            optimizer.step()
-            for name in COMPONENTS:
-                sums[name] += float(losses[name].detach())
-            batches += 1
-            if time.perf_counter() - last_save >= 60 * preset.optim.checkpoint_minutes:
-                checkpoint()  # mid-epoch: a resume restarts this epoch with the updates so far kept
-                last_save = time.perf_counter()
-            if wall() - wall_before >= max_seconds:
-                stop = True  # the partial epoch is dropped from the history; its updates are kept
-                break
-        if stop and batches < len(batches_index):
-            break
-        epoch += 1
-        means = {name: sums[name] / max(batches, 1) for name in COMPONENTS}
-        scheduler.step(means["total"])
-        history.append({"epoch": epoch, "wall_seconds": round(wall(), 1), "lr": optimizer.param_groups[0]["lr"], **means})
-        log(f"epoch {epoch} " + " ".join(f"{k}={v:.4g}" for k, v in means.items()) + f" wall={wall():.0f}s")
-    checkpoint()
-    return TrainResult(out_dir / "model.pt", manifest())
+    return shared.train(KIND, split, config, out_dir, seed, log)

@@ -1,0 +1,90 @@
+"""Model-ready batches of asymmetric-unit crystals and the data statistics both SymmBFN and SymmCD learn from a split.
+
+``DataStats`` holds the lattice normalisation and the empirical distributions of space groups and of the number of
+representatives given the group (the sampling prior both papers use).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from plugins._asymmetric.dataset import PackedCrystals
+from plugins._asymmetric.lattice import fixed_k, k_mask
+
+# The lattice estimate is clipped to the data range (normalised units), as Graves et al. clip continuous estimates:
+# at small t, x_hat = mu/gamma - sqrt((1-gamma)/gamma) eps_hat amplifies noise-estimate errors. Checkpoints saved
+# before ``k_bound`` existed use this default.
+DEFAULT_K_BOUND = 6.0
+
+
+@dataclass(frozen=True)
+class DataStats:
+    k_mean: tuple[float, ...]  # (6,), over the crystals whose group leaves that entry free
+    k_std: tuple[float, ...]  # (6,), likewise (floored at 0.01)
+    sg_counts: tuple[int, ...]  # (231,), index = space-group number
+    n_counts: tuple[tuple[int, ...], ...]  # (231, n_max + 1): representatives per crystal, per group
+    k_bound: float = DEFAULT_K_BOUND  # |normalised k| clip: 1.5 x the largest free value seen, at least 4
+
+    @classmethod
+    def from_packed(cls, packed: PackedCrystals) -> DataStats:
+        k = packed.k.astype(np.float64)
+        free = np.stack([k_mask(int(g)) for g in packed.space_group]) > 0
+        mean, std = np.zeros(6), np.ones(6)
+        for i in range(6):
+            if free[:, i].any():
+                mean[i], std[i] = k[free[:, i], i].mean(), max(k[free[:, i], i].std(), 1e-2)
+        bound = max(4.0, 1.5 * float(np.abs(((k - mean) / std)[free]).max()))
+        n = packed.mask.sum(1)
+        sg_counts = np.bincount(packed.space_group, minlength=231)
+        n_counts = np.zeros((231, int(n.max()) + 1), dtype=np.int64)
+        np.add.at(n_counts, (packed.space_group, n), 1)
+        return cls(tuple(float(x) for x in mean), tuple(float(x) for x in std), tuple(int(c) for c in sg_counts),
+                   tuple(tuple(int(c) for c in row) for row in n_counts), bound)
+
+    def sample_groups_and_sizes(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Space groups from the training marginal, then representative counts given each group."""
+        sg_p = np.asarray(self.sg_counts, dtype=float)
+        groups = rng.choice(231, size=n, p=sg_p / sg_p.sum())
+        counts = np.asarray(self.n_counts, dtype=float)
+        sizes = np.array([rng.choice(counts.shape[1], p=counts[g] / counts[g].sum()) for g in groups])
+        return groups, sizes
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Model-ready tensors of a batch (see ``PackedCrystals``); ``k`` normalised, types as class Z - 1."""
+
+    space_group: torch.Tensor
+    k: torch.Tensor
+    lattice_mask: torch.Tensor
+    lattice_fixed: torch.Tensor  # normalised fixed values
+    coords: torch.Tensor
+    types: torch.Tensor
+    ops: torch.Tensor
+    node_mask: torch.Tensor
+
+
+def lattice_constraints(groups, stats: DataStats, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-crystal mask of free k entries and the normalised fixed values."""
+    mean, std = np.asarray(stats.k_mean), np.asarray(stats.k_std)
+    mask = np.stack([k_mask(int(g)) for g in groups])
+    fixed = np.stack([(fixed_k(int(g)) - mean) / std for g in groups])
+    return (torch.as_tensor(mask, dtype=torch.float32, device=device),
+            torch.as_tensor(fixed, dtype=torch.float32, device=device))
+
+
+def make_batch(packed: PackedCrystals, stats: DataStats, device) -> Batch:
+    mask, fixed = lattice_constraints(packed.space_group, stats, device)
+    k = (packed.k - np.asarray(stats.k_mean)) / np.asarray(stats.k_std)
+
+    def tensor(a, dtype):
+        return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+    return Batch(
+        tensor(packed.space_group, torch.long), tensor(k, torch.float32), mask, fixed,
+        tensor(packed.frac_coords, torch.float32), tensor(np.maximum(packed.atomic_numbers - 1, 0), torch.long),
+        tensor(packed.site_ops, torch.long), tensor(packed.mask, torch.bool),
+    )

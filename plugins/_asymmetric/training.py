@@ -1,0 +1,225 @@
+"""Training an asymmetric-unit generator (SymmBFN, SymmCD): epochs over the converted split, time-boxed,
+checkpointed every few minutes, resumable.
+
+A model family describes itself with a :class:`ModelKind` (how to build the model and its statistics, its presets,
+its loss components); :func:`train` does the rest. ``out_dir`` receives ``last.pt`` (everything needed to resume),
+``model.pt`` (weights + preset + data statistics, the shipped format), ``manifest.json``, ``loss.csv`` (one row per
+epoch, one column per loss component) and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from plugins._asymmetric.dataset import CODE_VERSION, PackedCrystals, convert_split, pack
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What the shared training loop needs to know about one model family."""
+
+    generator: str  # the plugin name, e.g. "symmbfn"
+    checkpoint_format: str  # written into every checkpoint and checked on load
+    components: tuple[str, ...]  # loss keys; "total" first, the one that is optimised
+    get_preset: Callable[[str, int | None], Any]  # (name, batch size or None) -> preset with .name .optim .to_dict()
+    preset_from_dict: Callable[[dict], Any]
+    make_stats: Callable[[PackedCrystals], Any]  # what the model learns from the data besides weights
+    stats_to_dict: Callable[[Any], dict]
+    stats_from_dict: Callable[[dict], Any]
+    build: Callable[[Any, Any], torch.nn.Module]  # (preset, stats) -> model (its ``stats`` attribute holds them)
+    make_batch: Callable[[PackedCrystals, Any, str], Any]  # (packed rows, stats, device) -> the model's batch
+
+
+def build_model(kind: ModelKind, preset, stats, seed: int) -> torch.nn.Module:
+    """A freshly initialised model; the initialisation is seeded without touching global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return kind.build(preset, stats)
+
+
+def subset(packed: PackedCrystals, index: np.ndarray) -> PackedCrystals:
+    """Rows ``index`` of a packed set, trimmed to the largest representative count among them."""
+    n = max(int(packed.mask[index].sum(1).max()), 1)
+    return PackedCrystals(packed.space_group[index], packed.k[index], packed.atomic_numbers[index, :n],
+                          packed.frac_coords[index, :n], packed.site_ops[index, :n], packed.mask[index, :n])
+
+
+def size_bucketed_batches(packed: PackedCrystals, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Random batches of crystals with similar representative counts (less padding in the N x N pair tensor)."""
+    sizes = packed.mask.sum(1)
+    order = np.lexsort((rng.random(len(sizes)), sizes))  # by size, ties in random order
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def git_commit(repo: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "uncommitted"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "uncommitted"
+
+
+def model_payload(kind: ModelKind, model, preset, manifest: dict) -> dict:
+    """The shipped format: weights, preset, data statistics and manifest."""
+    return {"format": kind.checkpoint_format, "preset": preset.to_dict(), "stats": kind.stats_to_dict(model.stats),
+            "state_dict": model.state_dict(), "manifest": manifest}
+
+
+def load_model_file(kind: ModelKind, path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode, manifest) from a ``model.pt``/``last.pt``/shipped checkpoint."""
+    payload = torch.load(path, map_location=device, weights_only=False)
+    if payload.get("format") != kind.checkpoint_format:
+        raise ValueError(f"{path}: not a {kind.generator} checkpoint (format {payload.get('format')!r})")
+    preset = kind.preset_from_dict(payload["preset"])
+    model = kind.build(preset, kind.stats_from_dict(payload["stats"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload.get("manifest", {})
+
+
+def write_curves(out_dir: Path, history: list[dict], components: tuple[str, ...]) -> None:
+    """``loss.csv`` and ``loss.png`` from the per-epoch history."""
+    from harness.io import atomic_write
+
+    fields = ["epoch", "wall_seconds", "lr", *components]
+
+    def write_csv(p: Path) -> None:
+        with open(p, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows({k: row[k] for k in fields} for row in history)
+
+    atomic_write(out_dir / "loss.csv", write_csv)
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = [row["epoch"] for row in history]
+    for name in components:
+        ax.plot(epochs, [row[name] for row in history], label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (epoch mean)")
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(out_dir / "loss.png", lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+
+
+def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: int, log=print):
+    """Train on a harness ``Split``; returns ``harness.generator.TrainResult`` (checkpoint = ``model.pt``).
+
+    ``config``: ``preset`` (default "cpu"), ``batch_size``, ``device``, ``max_epochs``, ``max_minutes`` (time box of
+    this call), ``resume`` (continue from ``out_dir/last.pt`` when it exists).
+    """
+    from harness.generator import TrainResult, resolve_device
+    from harness.io import atomic_write, atomic_write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    preset = kind.get_preset(config.get("preset") or "cpu", config.get("batch_size"))
+    device = resolve_device(config.get("device"))
+    max_seconds = 60.0 * config["max_minutes"] if config.get("max_minutes") else float("inf")
+
+    converted = convert_split(split)
+    crystals = converted.valid()
+    packed = pack(crystals)
+    last_path = out_dir / "last.pt"
+    state = None
+    if config.get("resume") and last_path.exists():
+        state = torch.load(last_path, map_location=device, weights_only=False)
+        preset = kind.preset_from_dict(state["preset"])
+        model, _ = load_model_file(kind, last_path, device)
+        model.train()
+    else:
+        model = build_model(kind, preset, kind.make_stats(packed), seed).to(device)
+    max_epochs = config.get("max_epochs") or preset.optim.max_epochs
+    optim = preset.optim
+    optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=optim.plateau_factor, patience=optim.plateau_patience, min_lr=optim.min_lr)
+    noise_gen = torch.Generator(device=device).manual_seed(seed)
+    order_rng = np.random.default_rng(seed)
+    history: list[dict] = []
+    epoch, wall_before = 0, 0.0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        noise_gen.set_state(state["noise_generator"].cpu() if device == "cpu" else state["noise_generator"])
+        order_rng.bit_generator.state = state["order_rng"]
+        history, epoch, wall_before = state["history"], state["epoch"], state["wall_seconds"]
+        log(f"resumed from {last_path} at epoch {epoch}")
+
+    start = time.perf_counter()
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - start
+
+    def manifest() -> dict:
+        return {
+            "generator": kind.generator, "dataset": split.dataset, "splits": split.name, "data_sha256": split.sha256,
+            "crystals_used": len(crystals), "crystals_failed_conversion": len(converted.failures),
+            "representation_code_version": CODE_VERSION, "tolerances": list(converted.tolerances),
+            "preset": preset.name, "preset_config": preset.to_dict(), "epochs": epoch, "device": device,
+            "wall_seconds": round(wall(), 1),
+            "final_losses": {k: history[-1][k] for k in kind.components} if history else {},
+            "seed": seed, "torch_version": torch.__version__, "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+            "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def checkpoint() -> None:
+        shipped = model_payload(kind, model, preset, manifest())
+        payload = {**shipped, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                   "noise_generator": noise_gen.get_state(), "order_rng": order_rng.bit_generator.state,
+                   "history": history, "epoch": epoch, "wall_seconds": wall()}
+        atomic_write(last_path, lambda p: torch.save(payload, p))
+        atomic_write(out_dir / "model.pt", lambda p: torch.save(shipped, p))
+        atomic_write_json(out_dir / "manifest.json", shipped["manifest"])
+        write_curves(out_dir, history, kind.components)
+
+    last_save = time.perf_counter()
+    stop = False
+    model.train()
+    while epoch < max_epochs and not stop:
+        sums = dict.fromkeys(kind.components, 0.0)
+        batches = 0
+        batches_index = size_bucketed_batches(packed, optim.batch_size, order_rng)
+        for index in batches_index:
+            batch = kind.make_batch(subset(packed, index), model.stats, device)
+            losses = model.loss(batch, noise_gen)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+            optimizer.step()
+            for name in kind.components:
+                sums[name] += float(losses[name].detach())
+            batches += 1
+            if time.perf_counter() - last_save >= 60 * optim.checkpoint_minutes:
+                checkpoint()  # mid-epoch: a resume restarts this epoch with the updates so far kept
+                last_save = time.perf_counter()
+            if wall() - wall_before >= max_seconds:
+                stop = True  # the partial epoch is dropped from the history; its updates are kept
+                break
+        if stop and batches < len(batches_index):
+            break
+        epoch += 1
+        means = {name: sums[name] / max(batches, 1) for name in kind.components}
+        scheduler.step(means["total"])
+        history.append({"epoch": epoch, "wall_seconds": round(wall(), 1), "lr": optimizer.param_groups[0]["lr"], **means})
+        log(f"epoch {epoch} " + " ".join(f"{k}={v:.4g}" for k, v in means.items()) + f" wall={wall():.0f}s")
+    checkpoint()
+    return TrainResult(out_dir / "model.pt", manifest())

@@ -1,0 +1,19 @@
+"""Registers SymmCD with xtalbench (entry point ``symmcd = "plugins.symmcd.hooks"``); imports nothing heavy."""
+
+from harness.generator import GeneratorSpec
+from harness.hookspecs import hookimpl
+
+
+@hookimpl
+def xtalbench_register_generators(register):
+    register(
+        GeneratorSpec(
+            name="symmcd",
+            version="0.1.0",
+            target="plugins.symmcd.generator:SymmCDGenerator",
+            paper="Levy et al.: SymmCD: Symmetry-Preserving Crystal Generation with Diffusion Models (ICLR 2025)",
+            datasets=("mp20", "perov5", "carbon24"),
+            description="Diffusion over space group-constrained lattice k and the asymmetric unit (coordinates, atom "
+            "types, site symmetries); 1,000 steps.",
+        )
+    )

@@ -1,0 +1,250 @@
+"""SymmCD: the noise processes, the denoiser, training/resume with a tiny preset, deterministic sampling, the plugin."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Structure
+
+from harness.generator import TrainResult
+from plugins._asymmetric import encode, pack
+from plugins._asymmetric.batching import make_batch
+from plugins.symmcd import diffusion as dif
+from plugins.symmcd.config import get_preset
+from plugins.symmcd.model import SymmCDStats
+from plugins.symmcd.training import build_model
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "plugins" / "symmcd" / "checkpoints"
+
+
+# ---------------------------------------------------------------- noise processes
+
+def test_cosine_schedule_runs_from_clean_to_noise():
+    ab = dif.cosine_alpha_bar(1000)
+    assert ab[0] == 1 and np.all(np.diff(ab) < 0) and ab[-1] < 1e-4
+
+
+def test_wrapped_normal_score_matches_autograd_and_is_periodic():
+    x = torch.linspace(-0.7, 0.7, 29, dtype=torch.float64, requires_grad=True)
+    sigma = torch.full_like(x, 0.3)
+    images = torch.arange(-10, 11, dtype=torch.float64)
+    log_p = torch.logsumexp(-((x[:, None] + images) ** 2) / (2 * 0.3**2), dim=-1).sum()
+    (grad,) = torch.autograd.grad(log_p, x)
+    assert torch.allclose(dif.wrapped_normal_neg_score(x.detach(), sigma), -grad, atol=1e-9)
+    shifted = dif.wrapped_normal_neg_score(x.detach() + 1.0, sigma)
+    assert torch.allclose(shifted, dif.wrapped_normal_neg_score(x.detach(), sigma), atol=1e-9)
+
+
+def test_score_norm_is_gaussian_for_small_sigma_and_smaller_when_wrapped():
+    assert dif.score_norm(0.01) == pytest.approx(1e4)
+    assert dif.score_norm(0.03) == pytest.approx(1 / 0.03**2, rel=1e-6)
+    assert dif.score_norm(0.5) < 0.5 / 0.5**2  # wrapping flattens the density
+
+
+def test_noising_converges_to_the_marginals():
+    gen = torch.Generator().manual_seed(0)
+    marginals = torch.tensor([0.7, 0.2, 0.1, 0.0])
+    x0 = torch.full((20000,), 3)
+    noised = dif.noised_categorical(x0, torch.tensor(0.0), marginals, gen)
+    freq = torch.bincount(noised, minlength=4).float() / 20000
+    assert torch.allclose(freq, marginals, atol=0.02)
+    assert (dif.noised_categorical(x0, torch.tensor(1.0), marginals, gen) == 3).all()
+
+
+def test_posterior_is_bayes_rule_for_a_known_clean_class():
+    """With p0 one-hot, p(x_{t-1} | x_t) must equal q(x_t | x_{t-1}) q(x_{t-1} | x_0) / q(x_t | x_0)."""
+    k, m = 4, torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    ab_t, ab_prev = torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.6, dtype=torch.float64)
+    a_t = ab_t / ab_prev
+    q_step = a_t * torch.eye(k, dtype=torch.float64) + (1 - a_t) * m[None]  # Q_t[i, j]
+    q_prev = ab_prev * torch.eye(k, dtype=torch.float64) + (1 - ab_prev) * m[None]
+    for x0 in range(k):
+        for xt in range(k):
+            expected = q_step[:, xt] * q_prev[x0] / (q_step[:, xt] * q_prev[x0]).sum()
+            got = dif.posterior(torch.tensor(xt), torch.nn.functional.one_hot(torch.tensor(x0), k).double(),
+                                ab_t, ab_prev, m)
+            assert torch.allclose(got, expected, atol=1e-12)
+
+
+# ---------------------------------------------------------------- statistics, denoiser, loss
+
+def test_marginals_are_per_space_group(toy_split):
+    stats = SymmCDStats.from_packed(pack([encode(s) for s in toy_split.structures]))
+    assert math.isclose(sum(stats.type_marginals), 1.0, rel_tol=1e-9)
+    assert stats.type_marginals[8 - 1] > 0 and stats.type_marginals[118 - 19] == 0  # O present, nothing beyond
+    ops = np.asarray(stats.ops_marginals)
+    assert ops.shape == (231, 15, 13) and np.allclose(ops.sum(-1), 1)
+    assert not np.allclose(ops[225], ops[186])  # m-3m sites differ from 3m sites
+
+
+def test_denoiser_is_equivariant_to_the_order_of_representatives(toy_split):
+    packed = pack([encode(s) for s in toy_split.structures[:4]])
+    stats = SymmCDStats.from_packed(packed)
+    model = build_model(get_preset("tiny"), stats, seed=0).eval()
+    batch = make_batch(packed, stats.data, "cpu")
+    n = batch.coords.shape[1]
+    args = {"space_group": batch.space_group, "t": torch.full((4,), 0.4), "k": batch.k,
+            "lattice_mask": batch.lattice_mask, "coords": batch.coords, "types": batch.types, "ops": batch.ops,
+            "node_mask": batch.node_mask}
+    out = model.net(**args)
+    perm = torch.arange(n - 1, -1, -1)
+    permuted = {k: (v[:, perm] if k in ("coords", "types", "ops", "node_mask") else v) for k, v in args.items()}
+    out_p = model.net(**permuted)
+    assert torch.allclose(out["eps_lattice"], out_p["eps_lattice"], atol=1e-5)
+    assert torch.allclose(out["ops_logits"][:, perm], out_p["ops_logits"], atol=1e-5)
+
+
+def test_loss_components_are_finite_and_decrease_on_a_tiny_set(toy_split):
+    packed = pack([encode(s) for s in toy_split.structures])
+    stats = SymmCDStats.from_packed(packed)
+    model = build_model(get_preset("tiny"), stats, seed=0)
+    batch = make_batch(packed, stats.data, "cpu")
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(25):
+        losses = model.loss(batch, torch.Generator().manual_seed(0))  # same t and noise: a fixed objective
+        assert set(losses) == {"total", "lattice", "coords", "types", "symmetry"}
+        assert all(torch.isfinite(v) for v in losses.values())
+        first = first if first is not None else losses["total"].item()
+        opt.zero_grad()
+        losses["total"].backward()
+        opt.step()
+    assert losses["total"].item() < first
+
+
+def test_full_cell_variant_has_no_site_symmetry_head(toy_split):
+    from dataclasses import replace
+
+    packed = pack([encode(s) for s in toy_split.structures[:3]])
+    stats = SymmCDStats.from_packed(packed)
+    preset = get_preset("tiny")
+    model = build_model(replace(preset, network=replace(preset.network, site_symmetry=False)), stats, seed=0)
+    losses = model.loss(make_batch(packed, stats.data, "cpu"), torch.Generator().manual_seed(0))
+    assert losses["symmetry"].item() == 0 and not hasattr(model.net, "symmetry_out")
+
+
+# ---------------------------------------------------------------- train, resume, load, sample
+
+@pytest.fixture(scope="module")
+def trained(toy_split, tmp_path_factory):
+    from plugins.symmcd.generator import SymmCDGenerator
+
+    out = tmp_path_factory.mktemp("symmcd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XTALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        gen = SymmCDGenerator("toy", progress=False)
+        result = gen.train(toy_split, {"preset": "tiny", "max_epochs": 2, "device": "cpu"}, out, seed=0)
+        frozen = out / "two-epochs.pt"  # model.pt moves on when a later test resumes training in ``out``
+        shutil.copyfile(result.checkpoint, frozen)
+        yield gen, TrainResult(frozen, result.manifest), out
+
+
+def test_training_writes_checkpoint_manifest_and_curves(trained):
+    _, result, out = trained
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["generator"] == "symmcd" and manifest["epochs"] == 2 and manifest["crystals_used"] == 12
+    for key in ("data_sha256", "splits", "preset", "wall_seconds", "git_commit", "final_losses", "seed"):
+        assert key in manifest
+    rows = (out / "loss.csv").read_text().strip().splitlines()
+    assert rows[0].split(",")[3:] == ["total", "lattice", "coords", "types", "symmetry"] and len(rows) == 3
+    assert (out / "loss.png").stat().st_size > 0 and result.checkpoint.exists() and (out / "model.pt").exists()
+
+
+def test_resume_continues_the_epoch_count(trained, toy_split):
+    from plugins.symmcd.training import train
+
+    _, _, out = trained
+    result = train(toy_split, {"preset": "tiny", "max_epochs": 3, "resume": True, "device": "cpu"}, out, seed=0)
+    assert result.manifest["epochs"] == 3
+    assert len((out / "loss.csv").read_text().strip().splitlines()) == 4
+
+
+def test_sampling_is_deterministic_keeps_the_group_and_leaves_global_rng_alone(trained):
+    gen, _, _ = trained
+    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    first = gen.sample(6, seed=11, batch_size=4)
+    second = gen.sample(6, seed=11, batch_size=4)
+    other = gen.sample(6, seed=12, batch_size=4)
+    assert torch.equal(torch_state, torch.random.get_rng_state()) and np.array_equal(np_state, np.random.get_state()[1])
+
+    def key(s):
+        return None if s is None else (s.composition.formula, tuple(np.round(s.lattice.abc, 6)))
+
+    assert len(first) == 6 and [key(s) for s in first] == [key(s) for s in second]
+    assert [key(s) for s in first] != [key(s) for s in other]
+    built = [s for s in first if s is not None]
+    assert built and all(isinstance(s, Structure) for s in built)
+
+
+def invariant_under_group(structure: Structure, space_group: int) -> bool:
+    """Every operation of the group's general position maps the crystal onto itself (same species)."""
+    from pyxtal.symmetry import Group
+
+    frac = np.mod(structure.frac_coords, 1.0)
+    species = [site.specie.symbol for site in structure]
+    for op in Group(space_group)[0].ops:
+        moved = np.mod(op.operate_multi(frac), 1.0)
+        for point, sp in zip(moved, species, strict=True):
+            delta = frac - point
+            dist = np.linalg.norm(delta - np.rint(delta), axis=1)
+            if not any(d < 1e-3 and s == sp for d, s in zip(dist, species, strict=True)):
+                return False
+    return True
+
+
+def test_samples_have_the_symmetry_of_their_drawn_group(trained):
+    gen, _, _ = trained
+    groups, _ = gen.model.stats.data.sample_groups_and_sizes(6, np.random.default_rng(11))
+    samples = gen.sample(6, seed=11, batch_size=4)
+    checked = [(s, g) for s, g in zip(samples, groups, strict=True) if s is not None]
+    assert checked and all(invariant_under_group(s, int(g)) for s, g in checked)
+
+
+def test_load_roundtrip_gives_the_same_samples(trained):
+    from plugins.symmcd.generator import SymmCDGenerator
+
+    gen, result, _ = trained
+    fresh = SymmCDGenerator("toy", progress=False)
+    fresh.load(result.checkpoint, "cpu")
+    a, b = gen.sample(3, seed=5, batch_size=3), fresh.sample(3, seed=5, batch_size=3)
+    assert [None if s is None else s.composition for s in a] == [None if s is None else s.composition for s in b]
+    assert fresh.training_splits() == ["train"]
+    assert fresh.sampling_settings()["steps"] == 20
+
+
+# ---------------------------------------------------------------- plugin registration and shipped checkpoints
+
+def test_hook_registers_the_spec():
+    from plugins.symmcd import hooks
+
+    specs = []
+    hooks.xtalbench_register_generators(specs.append)
+    (spec,) = specs
+    assert spec.name == "symmcd" and spec.load_class().name == "symmcd"
+
+
+def test_missing_checkpoint_says_how_to_train():
+    from plugins.symmcd.generator import SymmCDGenerator
+
+    with pytest.raises(FileNotFoundError, match="bench train --plugin symmcd"):
+        SymmCDGenerator("no-such-dataset").load(None, "cpu")
+
+
+@pytest.mark.parametrize("dataset", ["perov5", "mp20"])
+def test_shipped_checkpoint_is_small_and_described(dataset):
+    path = CHECKPOINTS / f"{dataset}.pt"
+    if not path.exists():
+        pytest.skip(f"no shipped {dataset} checkpoint yet")
+    assert path.stat().st_size <= 20 * 2**20
+    manifest = json.loads((CHECKPOINTS / f"{dataset}.manifest.json").read_text())
+    assert manifest["dataset"] == dataset and manifest["epochs"] >= 1 and manifest["data_sha256"]
+    from plugins.symmcd.training import load_model_file
+
+    model, embedded = load_model_file(path)
+    assert embedded["dataset"] == dataset
