@@ -11,43 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("cdvae", "cold", "warm")
-
-
-def hardware() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["memory_gb"] = round(int(line.split()[1]) / 1024**2, 1)
-                break
-    except OSError:
-        pass
-    return info
-
-
-def versions() -> dict:
-    out = {}
-    for package in ("numpy", "scipy", "pymatgen", "matminer", "spglib", "smact", "pandas"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = "absent"
-    return out
 
 
 def load_average() -> list[float] | None:
@@ -182,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
+    from harness.provenance import hardware, package_versions
+
     if args.fidelity:
         from harness.io import atomic_write_json
 
-        result = {"benchmark": "validity fidelity", "hardware": hardware(), "versions": versions()}
+        result = {"benchmark": "validity fidelity", "hardware": hardware(), "versions": package_versions()}
         result.update(validity_fidelity(args.fidelity))
         out = (
             args.out or REPO / "results" / "benchmarks" / f"validity_{args.fidelity.name.split('.')[0]}.json"
@@ -214,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": f"first {len(samples)} structures of the {args.samples_split} split",
         "reference": f"{args.dataset} test split ({len(test)} structures, sha256 {test.sha256})",
         "hardware": hardware(),
-        "versions": versions(),
+        "versions": package_versions(),
         "note": "cdvae = featurize samples and test split every time, one process (the CDVAE scripts' approach); "
         "cold = process pool, empty cache; warm = process pool, test-split features from the cache. "
         "Wall times include starting and stopping the worker processes. The machine may be shared: "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -26,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
+from common import quantiles  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -33,18 +34,12 @@ def _cpu_seconds() -> float:
 
 
 def _machine() -> dict:
-    import chgnet
     import torch
 
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "chgnet": chgnet.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cores_visible": os.cpu_count(),
-        "load_avg_at_end": os.getloadavg(),
-    }
+    from harness.provenance import hardware, package_versions
+
+    return {**hardware(), "packages": package_versions(), "torch_threads": torch.get_num_threads(),
+            "load_avg_at_end": os.getloadavg()}
 
 
 def _pick(split, n: int, seed: int):
@@ -152,23 +147,6 @@ def _perturb(structure, rng, sigma: float, strain: float):
     return Structure(lattice, structure.species, cart, coords_are_cartesian=True)
 
 
-def _quantiles(values) -> dict:
-    import numpy as np
-
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if not len(arr):
-        return {"n": 0}
-    q = np.quantile(arr, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
-    return {
-        "n": int(len(arr)),
-        "mean": round(float(arr.mean()), 4),
-        **{k: round(float(v), 4) for k, v in zip(("min", "p5", "p25", "median", "p75", "p95", "max"), q)},
-        "frac_le_0": round(float((arr <= 0).mean()), 4),
-        "frac_le_0.025": round(float((arr <= 0.025).mean()), 4),
-        "frac_le_0.1": round(float((arr <= 0.1).mean()), 4),
-    }
-
-
 def validate(args) -> dict:
     import numpy as np
 
@@ -205,7 +183,7 @@ def validate(args) -> dict:
             "metrics": result.metrics,
             "wall_s": round(wall, 1),
             "cpu_s": round(cpu, 1),
-            "e_hull": _quantiles(table["e_hull"].tolist()),
+            "e_hull": quantiles(table["e_hull"].tolist()),
             "n_not_converged": result.info["n_not_converged"],
             "n_relax_failed": result.info["n_relax_failed"],
             "stability_errors": table["stability_error"].dropna().value_counts().head(5).to_dict(),
@@ -219,12 +197,12 @@ def validate(args) -> dict:
         for s, e in zip(test_structs, static_e)
     ]
     res_test, out["test_relaxed"] = run("test", test_structs, len(test_structs))
-    out["test_static_e_hull"] = _quantiles(static_hull)
+    out["test_static_e_hull"] = quantiles(static_hull)
     gain = (
         np.asarray([np.nan if isinstance(e, str) else e for e in static_e], dtype=float)
         - res_test.table["relaxed_energy_per_atom"].astype(float).to_numpy()
     )
-    out["test_relaxation_gain_ev_per_atom"] = _quantiles(gain.tolist())
+    out["test_relaxation_gain_ev_per_atom"] = quantiles(gain.tolist())
     # 2. Training structures scored as samples: none should be novel.
     _, train_structs = _pick(train, args.n_train, args.seed)
     _, out["train_as_samples"] = run("train", train_structs, len(train_structs))
@@ -249,7 +227,7 @@ def validate(args) -> dict:
         "frac_perturbed_higher_by_1meV": round(float((pert_e[ok] > orig_e[ok] + 1e-3).mean()), 4),
         "stable_rate_original": round(float(res_test.table["stable"].iloc[: len(originals)].mean()), 4),
         "stable_rate_perturbed": round(float(res_pert.table["stable"].mean()), 4),
-        "perturbed_static_e_hull": _quantiles(pert_static),
+        "perturbed_static_e_hull": quantiles(pert_static),
     }
     out["machine"] = _machine()
     return out

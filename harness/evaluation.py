@@ -26,6 +26,7 @@ class EvaluationRequest:
     n_relax: int = 100
     novelty_split: str | None = "train"
     hull: Path | None = None
+    hull_sha256: str | None = None  # pins the --hull file (else $XTALBENCH_HULL_SHA256)
     data_dir: Path | None = None
     workers: int | None = None
     progress: bool = True
@@ -89,7 +90,7 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
 
         stab = stability.evaluate(
             samples, dataset=request.dataset, train=novelty, n_relax=request.n_relax, seed=request.eval_seed,
-            hull_path=request.hull, work_dir=(work_dir / "stability") if work_dir else None,
+            hull_path=request.hull, hull_sha256=request.hull_sha256, work_dir=(work_dir / "stability") if work_dir else None,
             data_dir=request.data_dir, workers=request.workers, progress=request.progress,
         )
         values.update(stab.metrics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,6 +181,15 @@ def test_relaxation_that_raises_is_recorded_and_the_rest_finish():
     assert set(seen) == {"bad", "good"}
 
 
+def test_a_collapsed_cell_is_stopped_before_chgnet_sees_it():
+    from harness.stability.relax import VOLUME_PER_ATOM_BOUNDS
+
+    collapsed = Structure(Lattice.cubic(1.0), ["He", "He"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # 0.5 Å^3/atom
+    (result,) = relax_batched([collapsed], RelaxSettings(max_steps=5))
+    assert VOLUME_PER_ATOM_BOUNDS[0] > 0.5
+    assert result.energy_per_atom is None and "collapsed" in result.error and result.steps == 0
+
+
 def test_batched_relaxation_follows_struct_optimizer():
     from harness.stability.relax import relax_one_struct_optimizer
 
@@ -262,3 +272,117 @@ def test_hull_cli_show_without_cache(tmp_path, monkeypatch, capsys):
     (tmp_path / "hulls").mkdir(exist_ok=True)
     (tmp_path / "hulls" / "perov5-abc.json").write_text(json.dumps(tiny_hull().to_json()))
     assert args.func(args) == 0 and tiny_hull().sha256 in capsys.readouterr().out
+
+
+# ---- references relaxed on demand (issue #4) -------------------------------------------------------------------
+
+
+def _spy_reference_relaxations(monkeypatch) -> list[list[str]]:
+    """Record the keys of every batched reference relaxation (one list per relax_batched call)."""
+    from harness.stability import ondemand
+
+    calls: list[list[str]] = []
+    real = ondemand.relax_batched
+    monkeypatch.setattr(
+        ondemand, "relax_batched", lambda structures, *a, **k: calls.append(list(k["keys"])) or real(structures, *a, **k)
+    )
+    return calls
+
+
+def strained_nacl_hull() -> tuple[ReferenceHull, dict[str, Structure]]:
+    """Na-Cl hull: a strained NaCl at its static CHGNet energy on the hull, a NaCl3 0.5 eV/atom above it."""
+    from harness.stability.relax import score_static
+
+    nacl = primitive(rocksalt(6.1))  # ~8% stretched: relaxing it gains tens of meV/atom
+    nacl3 = Structure(Lattice.cubic(4.0), ["Na", "Cl", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    static = score_static([nacl])[0]
+    above = (2 * static + 2 * -1.0) / 4 + 0.5  # 0.5 eV/atom above the NaCl-Cl tie line
+    entries = [
+        ("element:Na:test", "Na", -1.0),
+        ("element:Cl:test", "Cl", -1.0),
+        ("train:nacl", "Na1 Cl1", round(static, 6)),
+        ("train:nacl3", "Na1 Cl3", round(above, 6)),
+    ]
+    elements = {"Na": {"energy_per_atom": -1.0}, "Cl": {"energy_per_atom": -1.0}}
+    return ReferenceHull("strained", "test", entries, elements), {"train:nacl": nacl, "train:nacl3": nacl3}
+
+
+def test_reference_relaxed_on_demand_lowers_the_hull_and_is_cached(monkeypatch):
+    from harness.stability.ondemand import relaxed_on_demand
+
+    hull, structures = strained_nacl_hull()
+    settings = RelaxSettings(max_steps=40)
+    calls = _spy_reference_relaxations(monkeypatch)
+    relaxed = relaxed_on_demand(hull, settings=settings, margin=0.1, structures=structures, progress=False)
+    static_energy = hull.entries[2][2]
+    sample_energy = static_energy - 0.01
+    static_e_hull = hull.e_above_hull(Composition("NaCl"), sample_energy)[0]
+    relaxed.prepare([Composition("NaCl"), Composition("Na2Cl2")])
+    assert calls == [["train:nacl"]]  # NaCl3 lies 0.5 eV/atom above: beyond the margin, kept static
+    gain = static_energy - relaxed.relaxed["train:nacl"]
+    assert gain > 0.005
+    e_hull, error = relaxed.e_above_hull(Composition("NaCl"), sample_energy)
+    assert error is None and e_hull == pytest.approx(static_e_hull + gain, abs=1e-9)
+    described = relaxed.describe()
+    assert described["sha256"] == hull.sha256  # the static artifact stays the named one
+    info = described["reference_relaxation"]
+    assert info["margin_ev_per_atom"] == 0.1 and "within 0.1 eV/atom" in described["treatment"]["dataset_structures"]
+    assert (info["n_entries_in_systems"], info["n_entries_within_margin"]) == (2, 1)
+    assert (info["n_relaxed_now"], info["n_reused_from_cache"], info["n_lowered"]) == (1, 0, 1)
+
+    # A second evaluation reads the cache: no relaxation, the same E_hull.
+    again = relaxed_on_demand(hull, settings=settings, margin=0.1, structures=structures, progress=False)
+    assert again.e_above_hull(Composition("NaCl"), sample_energy)[0] == pytest.approx(e_hull, abs=1e-12)
+    assert calls == [["train:nacl"]]
+    assert (again.describe()["reference_relaxation"]["n_reused_from_cache"], again.counts["relaxed_now"]) == (1, 0)
+    # Without a margin every entry of the system is relaxed; the cached NaCl is not redone.
+    everything = relaxed_on_demand(hull, settings=settings, margin=None, structures=structures, progress=False)
+    everything.prepare([Composition("NaCl3")], progress=False)
+    assert calls[1:] == [["train:nacl3"]]
+
+
+def test_evaluate_relaxes_dataset_references_in_one_batch(tiny_dataset, tmp_path, monkeypatch):
+    """A dataset structure scored as a sample sits on the hull once its reference is relaxed too."""
+    from harness.datasets import load_split
+    from harness.stability.relax import score_static
+
+    test = load_split("tiny", "test")
+    refs = {"test:tiny-0": test.structures[0], "test:tiny-5": test.structures[5]}  # NaCl and MgO rock salts
+    static = score_static(list(refs.values()))
+    entries = [(f"element:{el}:test", el, -1.0) for el in ("Cl", "Mg", "Na", "O")]
+    entries += [(i, s.composition.formula, round(e, 6)) for (i, s), e in zip(refs.items(), static)]
+    elements = {el: {"energy_per_atom": -1.0} for el in ("Cl", "Mg", "Na", "O")}
+    info = {"dataset": "tiny", "splits": {"test": test.sha256}}
+    hull_path = tmp_path / "tiny-hull.json"
+    hull_path.write_text(json.dumps(ReferenceHull("tiny", "test", entries, elements, info=info).to_json()))
+    calls = _spy_reference_relaxations(monkeypatch)
+    samples = [Sample(0, primitive(test.structures[0])), Sample(1, primitive(test.structures[5]))]
+    kwargs = dict(dataset="tiny", train=tiny_split([cscl()]), n_relax=10, seed=0, hull_path=hull_path, progress=False)
+    result = stability.evaluate(samples, **kwargs)
+    assert calls == [["test:tiny-0", "test:tiny-5"]]  # both systems' references in one batched call
+    relaxation = result.info["hull"]["reference_relaxation"]
+    assert relaxation["n_relaxed_now"] == 2 and relaxation["n_chemical_systems"] == 2
+    # Same structure, same relaxation on both sides: E_hull ~ 0, where static references put MgO below the hull.
+    np.testing.assert_allclose(result.table["e_hull"].astype(float), 0.0, atol=2e-3)
+    against_static = result.table["relaxed_energy_per_atom"].astype(float).to_numpy() - np.asarray(static)
+    assert against_static.min() < -3e-3
+    assert stability.evaluate(samples, **kwargs).info["hull"]["reference_relaxation"]["n_reused_from_cache"] == 2
+    assert len(calls) == 1
+
+
+def test_hull_sha256_option_pins_the_hull_file(tmp_path, monkeypatch):
+    import argparse
+
+    from harness.cli import evaluate as evaluate_cli
+    from harness.cli.common import evaluation_request
+
+    parser = argparse.ArgumentParser()
+    evaluate_cli.register(parser.add_subparsers())
+    digest = "AB" * 32
+    args = parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny", "--hull", "mp.pkl.gz", "--hull-sha256", digest])
+    request = evaluation_request(args)
+    assert request.hull_sha256 == digest.lower() and request.hull == Path("mp.pkl.gz")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny", "--hull-sha256", "xyz"])
+    with pytest.raises(SystemExit):
+        evaluation_request(parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny", "--hull-sha256", digest]))

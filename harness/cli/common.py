@@ -25,16 +25,28 @@ def add_evaluation_args(parser: argparse.ArgumentParser, stability_default: bool
                        help="relax a seeded subset with CHGNet and compute S.U.N." + (" (default)" if stability_default else ""))
     group.add_argument("--no-stability", dest="stability", action="store_false", help="skip stability and S.U.N.")
     parser.add_argument("--hull", type=Path, default=None, help="a Materials Project phase diagram file (else the dataset's own hull)")
+    parser.add_argument("--hull-sha256", type=_sha256_arg, default=None,
+                        help="sha256 the --hull file must have (pins a release xtalbench does not know; "
+                             "else $XTALBENCH_HULL_SHA256)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_threads(parser)
 
 
+def _sha256_arg(text: str) -> str:
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise argparse.ArgumentTypeError(f"not a sha256 (64 hex digits): {text!r}")
+    return value
+
+
 def evaluation_request(args, n_relax: int = 100) -> EvaluationRequest:
+    if getattr(args, "hull_sha256", None) and args.hull is None:
+        raise SystemExit(fail("--hull-sha256 pins the file given with --hull; there is none"))
     return EvaluationRequest(
         dataset=args.dataset, eval_seed=args.eval_seed, stability=args.stability, n_relax=n_relax,
-        novelty_split=args.train_split, hull=args.hull, data_dir=args.data_dir, workers=args.workers,
-        progress=args.progress,
+        novelty_split=args.train_split, hull=args.hull, hull_sha256=getattr(args, "hull_sha256", None),
+        data_dir=args.data_dir, workers=args.workers, progress=args.progress,
     )
 
 

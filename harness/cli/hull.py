@@ -78,6 +78,7 @@ def _print(summary_obj: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness import paths
     from harness.stability.hull import ReferenceHull
+    from harness.stability.ondemand import CACHE_SUBDIR
 
     if args.hull_action == "show":
         found = sorted(paths.cache_dir("hulls").glob(f"{args.dataset}-*.json"))
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
             hull = ReferenceHull.from_json(json.loads(path.read_text()))
             print(f"file     {path}")
             _print(summary(hull))
+            relaxed = paths.cache_dir("hulls") / CACHE_SUBDIR
+            n_relaxed = sum(1 for _ in relaxed.glob(f"{hull.sha256[:16]}-*/*.json"))
+            print(f"entries relaxed on demand so far (cached): {n_relaxed}")
         return 0
 
     import torch

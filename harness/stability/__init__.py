@@ -13,7 +13,7 @@ from typing import Any
 from harness.evaluation_types import FamilyResult, Sample
 from harness.io import atomic_write_json, sha256_text
 from harness.protocol import METASTABLE_EHULL, STABLE_EHULL
-from harness.stability.relax import RelaxResult, RelaxSettings, relax_batched
+from harness.stability.relax import VOLUME_PER_ATOM_BOUNDS, RelaxResult, RelaxSettings, relax_batched
 
 __all__ = ["HULL_SHA256_ENV", "evaluate", "relax_into", "select_subset"]
 
@@ -101,13 +101,26 @@ def _run_relaxations(
     # A chunk that died leaves its unfinished structures without a file; they are recorded as failures below.
 
 
-def _load_hull(dataset: str, hull_path: Path | None, data_dir: Path | None, progress: bool):
-    from harness.stability.hull import load_hull
+def _load_hull(
+    dataset: str,
+    hull_path: Path | None,
+    hull_sha256: str | None,
+    data_dir: Path | None,
+    settings: RelaxSettings,
+    progress: bool,
+):
+    """The hull to score against; an xtalbench (CHGNet) hull gets its references relaxed on demand."""
+    from harness.stability.hull import ReferenceHull, load_hull
+    from harness.stability.ondemand import relaxed_on_demand
     from harness.stability.reference import load_or_build_dataset_hull
 
     if hull_path is not None:
-        return load_hull(hull_path, os.environ.get(HULL_SHA256_ENV) or None)
-    return load_or_build_dataset_hull(dataset, data_dir=data_dir, progress=progress)
+        hull = load_hull(hull_path, hull_sha256 or os.environ.get(HULL_SHA256_ENV) or None)
+    else:
+        hull = load_or_build_dataset_hull(dataset, data_dir=data_dir, progress=progress)
+    if isinstance(hull, ReferenceHull):  # an MP phase diagram is DFT: nothing to relax
+        hull = relaxed_on_demand(hull, settings=settings, data_dir=data_dir, progress=progress)
+    return hull
 
 
 def _score(sample: Sample, result: RelaxResult | None, hull) -> dict[str, Any]:
@@ -152,12 +165,17 @@ def evaluate(
     n_relax: int,
     seed: int,
     hull_path: Path | None = None,
+    hull_sha256: str | None = None,
     work_dir: Path | None = None,
     data_dir: Path | None = None,
     workers: int | None = None,
     progress: bool = True,
 ) -> FamilyResult:
-    """Relax a seeded subset with CHGNet; E_hull, stability, uniqueness, novelty and S.U.N. (PROTOCOL.md)."""
+    """Relax a seeded subset with CHGNet; E_hull, stability, uniqueness, novelty and S.U.N. (PROTOCOL.md).
+
+    ``hull_sha256`` pins a user-supplied hull file (else ``$XTALBENCH_HULL_SHA256``). The references of the
+    chemical systems the subset needs are relaxed (or read from their cache) in one batch before scoring.
+    """
     import chgnet
     import pandas as pd
 
@@ -166,7 +184,9 @@ def evaluate(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     settings = RelaxSettings()
-    hull = _load_hull(dataset, Path(hull_path) if hull_path else None, data_dir, progress)
+    hull = _load_hull(
+        dataset, Path(hull_path) if hull_path else None, hull_sha256, data_dir, settings, progress
+    )
     timings["hull_load_s"] = time.perf_counter() - start
 
     subset = [samples[p] for p in select_subset(len(samples), n_relax, seed)]
@@ -189,6 +209,14 @@ def evaluate(
         if temp is not None:
             temp.cleanup()
 
+    t0 = time.perf_counter()
+    prepare = getattr(hull, "prepare", None)  # relaxed-on-demand references: all systems in one batch
+    if prepare is not None:
+        prepare(
+            [s.structure.composition for s in subset if s.index in results and results[s.index].error is None],
+            progress=progress,
+        )
+    timings["reference_relax_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = {s.index: _score(s, results.get(s.index), hull) for s in subset}
     timings["hull_s"] = time.perf_counter() - t0
@@ -245,7 +273,7 @@ def evaluate(
     info = {
         "chgnet_version": chgnet.__version__,
         "model": settings.model,
-        "relax": settings.as_dict(),
+        "relax": {**settings.as_dict(), "volume_per_atom_bounds": list(VOLUME_PER_ATOM_BOUNDS)},
         "hull": hull.describe(),
         "corrections": hull.describe().get("corrections"),
         "compositions_without_reference": missing,

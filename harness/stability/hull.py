@@ -101,17 +101,21 @@ class ReferenceHull(_Described):
         """Elements of ``composition`` that have no elemental reference in this hull."""
         return sorted(el.symbol for el in composition if el.symbol not in self.elements)
 
+    def chemsys_entries(self, elements: Iterable[str]) -> list:
+        """The ``PDEntry`` of every entry whose elements are a subset of ``elements`` (``attribute`` = entry id)."""
+        members = sorted(set(elements))
+        pool = []
+        for size in range(1, len(members) + 1):
+            for subset in combinations(members, size):
+                pool.extend(self._by_chemsys.get("-".join(subset), ()))
+        return pool
+
     def _diagram(self, elements: Sequence[str]):
         from pymatgen.analysis.phase_diagram import PhaseDiagram
 
         key = _chemsys(elements)
         if key not in self._diagrams:
-            members = sorted(set(elements))
-            pool = []
-            for size in range(1, len(members) + 1):
-                for subset in combinations(members, size):
-                    pool.extend(self._by_chemsys.get("-".join(subset), ()))
-            self._diagrams[key] = PhaseDiagram(pool)
+            self._diagrams[key] = PhaseDiagram(self.chemsys_entries(elements))
         return self._diagrams[key]
 
     def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:

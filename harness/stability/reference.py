@@ -1,9 +1,11 @@
 """Build the offline reference hull of a dataset: every structure of its splits scored by CHGNet, plus elements.
 
 Treatment (recorded in the hull's ``info``):
-- Dataset structures are DFT-relaxed already; they are scored **statically** (one CHGNet call each). Relaxing all
-  of them costs ~100x more (tens of FIRE steps of a forces+stress call each, against one energy call); the bias
-  this leaves (a reference's own CHGNet relaxation gain) is measured and reported, not hidden.
+- Dataset structures are DFT-relaxed already; they are scored **statically** (one CHGNet call each) here. Relaxing
+  all of them costs ~100x more (tens of FIRE steps of a forces+stress call each, against one energy call), so at
+  evaluation time ``harness.stability.ondemand`` relaxes the entries of the chemical systems the samples need (same
+  settings as samples, cached per entry) and takes min(static, relaxed): a reference's own CHGNet relaxation gain
+  (up to eV/atom on Perov-5) would otherwise bias samples towards "stable". This file stays the base artifact.
 - Elemental references do not exist in the datasets, so they are built: for each element, candidate crystals
   (ASE's reference state where ``ase.build.bulk`` knows it, plus fcc, bcc and hcp at the covalent-radius bond
   length) are **relaxed** with the same CHGNet, FIRE and cell filter, and the lowest energy per atom is kept.

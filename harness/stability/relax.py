@@ -46,6 +46,11 @@ class RelaxSettings:
 
 DEFAULT_SETTINGS = RelaxSettings()
 
+# A structure whose cell leaves this range (Å^3 per atom) is stopped and recorded as failed: a collapsing cell gives
+# CHGNet a graph with thousands of neighbours per atom (one such element candidate took 22 GB and the process).
+# The densest known solids hold ~5 Å^3/atom; the wide bounds never touch a physical relaxation.
+VOLUME_PER_ATOM_BOUNDS = (2.0, 1000.0)
+
 
 @dataclass(frozen=True)
 class RelaxResult:
@@ -257,6 +262,13 @@ def relax_batched(
                     active[i] = _Job(keys[i], structures[i], settings, cells[i])
                 except Exception as exc:
                     finish(i, RelaxResult(None, None, False, 0, _error_text(exc)))
+            for i in list(active):
+                volume = active[i].atoms.get_volume() / len(active[i].atoms)
+                if not VOLUME_PER_ATOM_BOUNDS[0] <= volume <= VOLUME_PER_ATOM_BOUNDS[1]:
+                    finish(i, active[i].result(None, False, f"cell volume {volume:.3g} Å^3/atom outside "
+                                               f"{VOLUME_PER_ATOM_BOUNDS}: collapsed or blew up"))
+            if not active:
+                continue
             order = list(active)
             preds = _predict(model, [active[i].structure() for i in order], task, settings.batch_size)
             for i, pred in zip(order, preds):

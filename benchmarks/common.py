@@ -1,0 +1,19 @@
+"""Small helpers the benchmark scripts share (run as ``python benchmarks/<script>.py``, so this is on sys.path)."""
+
+from __future__ import annotations
+
+
+def quantiles(values, thresholds=(0.0, 0.025, 0.1)) -> dict:
+    """n, mean, min/p5/p25/median/p75/p95/max and the fraction at or below each threshold of the finite values."""
+    import numpy as np
+
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if not len(arr):
+        return {"n": 0}
+    q = np.quantile(arr, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
+    return {
+        "n": int(len(arr)),
+        "mean": round(float(arr.mean()), 4),
+        **{k: round(float(v), 4) for k, v in zip(("min", "p5", "p25", "median", "p75", "p95", "max"), q, strict=True)},
+        **{f"frac_le_{t:g}": round(float((arr <= t).mean()), 4) for t in thresholds},
+    }
