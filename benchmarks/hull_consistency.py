@@ -267,6 +267,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-split", default="train", help="novelty reference (mp20 here: train_partial)")
     parser.add_argument("--study-margin", type=float, default=0.1, help="eV/atom margin compared with the default")
+    parser.add_argument("--out", type=Path, default=None, help="default results/benchmarks/hull_consistency_<dataset>.json")
     parser.add_argument("--work-dir", default="/tmp/xtalbench-hull-consistency", help="sample relaxations (resumable)")
     args = parser.parse_args(argv)
     import torch
@@ -275,7 +276,7 @@ def main(argv=None) -> int:
     result = run(args)
     from harness.io import atomic_write_text
 
-    target = OUT / f"hull_consistency_{args.dataset}.json"
+    target = args.out or OUT / f"hull_consistency_{args.dataset}.json"
     atomic_write_text(target, json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps({k: result[k] for k in ("test", "perturbed_vs_original")}, indent=1, default=str)[:4000])
     print(f"wrote {target}")

@@ -9,6 +9,27 @@ import numpy as np
 from plugins._asymmetric import structures_from_arrays
 from plugins._asymmetric.generator import AsymmetricGenerator
 
+# A model batch holds at most batch_size x PAIRS_PER_CRYSTAL representative pairs: the denoiser's cost is the
+# (crystals x N_max^2) pair tensor, and MP-20's counts run from 1 to 20+ (mean ~4.6), so one padded batch of 250
+# costs ~10x the sum over size-sorted smaller ones. Perov-5 (N <= 5) always fits in one batch.
+PAIRS_PER_CRYSTAL = 64
+
+
+def size_batches(sizes: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Indices of ``sizes`` in ascending size, cut into batches of at most ``batch_size`` crystals whose padded pair
+    count (crystals x largest size^2) stays within ``batch_size * PAIRS_PER_CRYSTAL`` (one crystal at least)."""
+    order = np.argsort(sizes, kind="stable")
+    budget = batch_size * PAIRS_PER_CRYSTAL
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) >= batch_size or (len(current) + 1) * int(sizes[i]) ** 2 > budget):
+            batches.append(np.array(current))
+            current = []
+        current.append(int(i))
+    if current:
+        batches.append(np.array(current))
+    return batches
+
 
 class SymmCDGenerator(AsymmetricGenerator):
     """Symmetry-preserving diffusion over the asymmetric unit (space group, lattice k, representatives)."""
@@ -27,7 +48,8 @@ class SymmCDGenerator(AsymmetricGenerator):
         """``n`` structures (``None`` where one could not be built); identical for equal (n, seed, batch_size).
 
         Space groups come from the training marginal and representative counts from their distribution given the
-        group; crystals of similar size share a model batch (less padding), and results return in draw order.
+        group; crystals are sorted by size and cut into model batches (:func:`size_batches`), and results return
+        in draw order.
         """
         import torch
         from tqdm.auto import tqdm
@@ -37,15 +59,13 @@ class SymmCDGenerator(AsymmetricGenerator):
         rng = np.random.default_rng(seed)
         groups, sizes = self.model.stats.data.sample_groups_and_sizes(n, rng)
         sizes = np.maximum(sizes, 1)
-        order = np.argsort(sizes, kind="stable")
+        batches = size_batches(sizes, batch_size)
         out: list = [None] * n
         steps = self.model.diffusion.timesteps
-        n_batches = (n + batch_size - 1) // batch_size
-        with tqdm(total=steps * n_batches, desc="symmcd denoising", unit="step", leave=False,
+        with tqdm(total=steps * len(batches), desc="symmcd denoising", unit="step", leave=False,
                   disable=not self.progress) as bar:
-            for batch_index, begin in enumerate(range(0, n, batch_size)):
+            for batch_index, index in enumerate(batches):
                 generator = torch.Generator(device=self.device).manual_seed(int(seed) * 1_000_003 + batch_index)
-                index = order[begin:begin + batch_size]
                 arrays = self.model.generate(groups[index], sizes[index], generator, self.corrector_step, bar.update)
                 for position, structure in zip(index, structures_from_arrays(arrays), strict=True):
                     out[position] = structure
