@@ -228,3 +228,14 @@ def test_convert_split_caches_on_disk(tmp_path, monkeypatch):
     packed = pack(again.valid())
     assert packed.atomic_numbers.shape == (2, 3) and packed.mask.sum() == 2 + 3
     assert pickle.loads(pickle.dumps(packed)).site_ops.shape == (2, 3, N_AXES)
+
+
+def test_size_batches_cover_every_crystal_once_within_the_pair_budget():
+    from plugins._asymmetric.batching import PAIRS_PER_CRYSTAL, size_batches
+
+    sizes = np.random.default_rng(0).integers(1, 25, size=300)
+    batches = size_batches(sizes, 50)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
+    for b in batches:
+        assert len(b) <= 50 and (len(b) == 1 or len(b) * sizes[b].max() ** 2 <= 50 * PAIRS_PER_CRYSTAL)
+    assert len(size_batches(np.full(250, 5), 250)) == 1  # Perov-5-sized crystals: one batch

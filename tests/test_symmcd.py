@@ -206,17 +206,6 @@ def test_samples_have_the_symmetry_of_their_drawn_group(trained):
     assert checked and all(invariant_under_group(s, int(g)) for s, g in checked)
 
 
-def test_size_batches_cover_every_crystal_once_within_the_pair_budget():
-    from plugins.symmcd.generator import PAIRS_PER_CRYSTAL, size_batches
-
-    sizes = np.random.default_rng(0).integers(1, 25, size=300)
-    batches = size_batches(sizes, 50)
-    assert sorted(np.concatenate(batches).tolist()) == list(range(300))
-    for b in batches:
-        assert len(b) <= 50 and (len(b) == 1 or len(b) * sizes[b].max() ** 2 <= 50 * PAIRS_PER_CRYSTAL)
-    assert len(size_batches(np.full(250, 5), 250)) == 1  # Perov-5-sized crystals: one batch
-
-
 def test_load_roundtrip_gives_the_same_samples(trained):
     from plugins.symmcd.generator import SymmCDGenerator
 

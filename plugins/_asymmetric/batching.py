@@ -88,3 +88,25 @@ def make_batch(packed: PackedCrystals, stats: DataStats, device) -> Batch:
         tensor(packed.frac_coords, torch.float32), tensor(np.maximum(packed.atomic_numbers - 1, 0), torch.long),
         tensor(packed.site_ops, torch.long), tensor(packed.mask, torch.bool),
     )
+
+
+# A sampling batch holds at most batch_size x PAIRS_PER_CRYSTAL representative pairs: both networks' cost is the
+# (crystals x N_max^2) pair tensor, and MP-20's counts run from 1 to 20+ (mean ~4.6), so one padded batch of 250
+# costs ~10x the sum over size-sorted smaller ones. Perov-5 (N <= 5) always fits in one batch.
+PAIRS_PER_CRYSTAL = 64
+
+
+def size_batches(sizes: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Indices of ``sizes`` in ascending size, cut into batches of at most ``batch_size`` crystals whose padded pair
+    count (crystals x largest size^2) stays within ``batch_size * PAIRS_PER_CRYSTAL`` (one crystal at least)."""
+    order = np.argsort(sizes, kind="stable")
+    budget = batch_size * PAIRS_PER_CRYSTAL
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) >= batch_size or (len(current) + 1) * int(sizes[i]) ** 2 > budget):
+            batches.append(np.array(current))
+            current = []
+        current.append(int(i))
+    if current:
+        batches.append(np.array(current))
+    return batches

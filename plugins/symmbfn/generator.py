@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from plugins._asymmetric import structures_from_arrays
+from plugins._asymmetric.batching import size_batches
 from plugins._asymmetric.generator import AsymmetricGenerator
 
 DEFAULT_STEPS = 100
@@ -25,7 +26,10 @@ class SymmBFNGenerator(AsymmetricGenerator):
         self.n_steps = n_steps
 
     def sample(self, n: int, seed: int, batch_size: int = 256, prop: float | None = None) -> list:
-        """``n`` structures (``None`` where one could not be built); identical for equal (n, seed, batch_size)."""
+        """``n`` structures (``None`` where one could not be built); identical for equal (n, seed, batch_size).
+
+        Draws are sorted by size into model batches within a pair budget (``size_batches``), returned in draw order.
+        """
         import torch
 
         if self.model is None:
@@ -33,15 +37,13 @@ class SymmBFNGenerator(AsymmetricGenerator):
         rng = np.random.default_rng(seed)
         groups, sizes = self.model.stats.sample_groups_and_sizes(n, rng)
         sizes = np.maximum(sizes, 1)
-        out: list = []
-        for batch_index, begin in enumerate(range(0, n, batch_size)):
+        out: list = [None] * n
+        for batch_index, index in enumerate(size_batches(sizes, batch_size)):
             generator = torch.Generator(device=self.device).manual_seed(int(seed) * 1_000_003 + batch_index)
-            sl = slice(begin, begin + batch_size)
-            prop_t = None
-            if prop is not None:
-                prop_t = torch.full((len(groups[sl]),), float(prop), device=self.device)
-            arrays = self.model.generate(groups[sl], sizes[sl], self.n_steps, generator, prop_t)
-            out.extend(structures_from_arrays(arrays))
+            prop_t = None if prop is None else torch.full((len(index),), float(prop), device=self.device)
+            arrays = self.model.generate(groups[index], sizes[index], self.n_steps, generator, prop_t)
+            for position, structure in zip(index, structures_from_arrays(arrays), strict=True):
+                out[position] = structure
         return out
 
     def sampling_settings(self) -> dict[str, Any]:

@@ -7,28 +7,8 @@ from typing import Any
 import numpy as np
 
 from plugins._asymmetric import structures_from_arrays
+from plugins._asymmetric.batching import size_batches
 from plugins._asymmetric.generator import AsymmetricGenerator
-
-# A model batch holds at most batch_size x PAIRS_PER_CRYSTAL representative pairs: the denoiser's cost is the
-# (crystals x N_max^2) pair tensor, and MP-20's counts run from 1 to 20+ (mean ~4.6), so one padded batch of 250
-# costs ~10x the sum over size-sorted smaller ones. Perov-5 (N <= 5) always fits in one batch.
-PAIRS_PER_CRYSTAL = 64
-
-
-def size_batches(sizes: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Indices of ``sizes`` in ascending size, cut into batches of at most ``batch_size`` crystals whose padded pair
-    count (crystals x largest size^2) stays within ``batch_size * PAIRS_PER_CRYSTAL`` (one crystal at least)."""
-    order = np.argsort(sizes, kind="stable")
-    budget = batch_size * PAIRS_PER_CRYSTAL
-    batches, current = [], []
-    for i in order:
-        if current and (len(current) >= batch_size or (len(current) + 1) * int(sizes[i]) ** 2 > budget):
-            batches.append(np.array(current))
-            current = []
-        current.append(int(i))
-    if current:
-        batches.append(np.array(current))
-    return batches
 
 
 class SymmCDGenerator(AsymmetricGenerator):
@@ -48,7 +28,7 @@ class SymmCDGenerator(AsymmetricGenerator):
         """``n`` structures (``None`` where one could not be built); identical for equal (n, seed, batch_size).
 
         Space groups come from the training marginal and representative counts from their distribution given the
-        group; crystals are sorted by size and cut into model batches (:func:`size_batches`), and results return
+        group; crystals are sorted by size and cut into model batches (``size_batches``), and results return
         in draw order.
         """
         import torch
