@@ -80,7 +80,7 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
     with default_executor(request.workers, progress=request.progress) as executor:
         result = metric_family.evaluate(
             samples, reference, dataset=request.dataset, seed=request.eval_seed, progress=request.progress,
-            executor=executor,
+            executor=executor, work_dir=(work_dir / "fingerprints") if work_dir else None,
         )
     values.update(result.metrics)
     details["metrics"] = result.info

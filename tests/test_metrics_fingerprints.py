@@ -73,3 +73,23 @@ def test_fingerprint_invariances(structure, seed, name):
     other = TRANSFORMS[name](structure, seed)
     assert np.allclose(structure_fingerprint(other), structure_fingerprint(structure), atol=1e-6)
     assert np.allclose(composition_fingerprint(other), composition_fingerprint(structure), equal_nan=True)
+
+
+def test_resumable_fingerprints_reuse_saved_chunks_and_redo_changed_ones(tmp_path, monkeypatch):
+    from harness.metrics import fingerprints as fp_module
+
+    structures = [rocksalt(), perovskite(), None, rocksalt(a=5.9)]
+    whole = fingerprint_structures(structures)
+    first = fp_module.fingerprint_structures_resumable(structures, tmp_path, chunk=2)
+    assert np.array_equal(first.struct, whole.struct, equal_nan=True) and first.errors == whole.errors
+    assert len(list(tmp_path.glob("chunk-*.npz"))) == 2
+
+    computed = []
+    real = fp_module.fingerprint_structures
+    monkeypatch.setattr(fp_module, "fingerprint_structures", lambda s, **k: computed.append(len(s)) or real(s, **k))
+    again = fp_module.fingerprint_structures_resumable(structures, tmp_path, chunk=2)
+    assert computed == [] and np.array_equal(again.comp, whole.comp, equal_nan=True)
+    assert again.errors == whole.errors == (None, None, "not constructed", None)
+    changed = structures[:3] + [rocksalt(a=6.1)]  # only the second chunk differs
+    fp_module.fingerprint_structures_resumable(changed, tmp_path, chunk=2)
+    assert computed == [2]

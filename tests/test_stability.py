@@ -386,3 +386,53 @@ def test_hull_sha256_option_pins_the_hull_file(tmp_path, monkeypatch):
         parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny", "--hull-sha256", "xyz"])
     with pytest.raises(SystemExit):
         evaluation_request(parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny", "--hull-sha256", digest]))
+
+
+# ---- shipped hulls and relaxed references ----------------------------------------------------------------------
+
+
+def test_shipped_relaxed_references_spare_a_fresh_cache_the_relaxations(tmp_path, monkeypatch):
+    from harness.stability import shipped
+    from harness.stability.ondemand import relaxed_on_demand
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
+    hull, structures = strained_nacl_hull()
+    settings = RelaxSettings(max_steps=40)
+    first = relaxed_on_demand(hull, settings=settings, structures=structures, progress=False)
+    e_hull = first.e_above_hull(Composition("NaCl"), hull.entries[2][2] - 0.01)[0]
+    path, n = shipped.export_relaxed(first.cache)
+    assert n == 2 and path.parent == tmp_path / "shipped"
+    assert shipped.export_relaxed(first.cache)[0].read_bytes() == path.read_bytes()  # deterministic bytes
+
+    monkeypatch.setenv("XTALBENCH_CACHE", str(tmp_path / "fresh-cache"))  # a new machine: no per-entry files
+    calls = _spy_reference_relaxations(monkeypatch)
+    fresh = relaxed_on_demand(hull, settings=settings, structures=structures, progress=False)
+    assert fresh.e_above_hull(Composition("NaCl"), hull.entries[2][2] - 0.01)[0] == pytest.approx(e_hull, abs=1e-12)
+    assert calls == [] and fresh.counts["reused"] == 2
+    # other settings are another key: nothing shipped applies, the entries are relaxed
+    other = relaxed_on_demand(hull, settings=RelaxSettings(max_steps=41), structures=structures, progress=False)
+    other.prepare([Composition("NaCl")])
+    assert calls == [["train:nacl", "train:nacl3"]]
+
+
+def test_shipped_hull_is_used_when_its_key_matches_and_refused_when_damaged(tiny_dataset, tmp_path, monkeypatch):
+    from harness.datasets import load_split
+    from harness.stability import reference, shipped
+    from harness.stability.relax import DEFAULT_SETTINGS
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
+    splits = reference.hull_splits("tiny")
+    key = reference._cache_key("tiny", {s: load_split("tiny", s).sha256 for s in splits}, DEFAULT_SETTINGS)
+    with pytest.raises(FileNotFoundError, match="bench hull build"):
+        reference.load_or_build_dataset_hull("tiny", build=False)
+    hull = tiny_hull(cache_key=key)
+    shipped.write_gzip_json(shipped.hull_file("tiny", key), hull.to_json())
+    loaded = reference.load_or_build_dataset_hull("tiny", build=False)
+    assert loaded.sha256 == hull.sha256 and reference.cached_hull_path("tiny", key).exists()
+
+    reference.cached_hull_path("tiny", key).unlink()
+    damaged = hull.to_json()
+    damaged["entries"][2][2] -= 0.1  # one energy edited, the recorded hash kept
+    shipped.write_gzip_json(shipped.hull_file("tiny", key), damaged)
+    with pytest.raises(HullError, match=r"shipped hull .*tiny-.*json.gz is damaged"):
+        reference.load_or_build_dataset_hull("tiny", build=False)

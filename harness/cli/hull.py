@@ -13,7 +13,13 @@ def register(subparsers) -> None:
     actions = parser.add_subparsers(dest="hull_action", required=True)
     build = actions.add_parser("build", help="score the dataset's structures and elements; cache the hull")
     show = actions.add_parser("show", help="print what is cached for a dataset")
-    for sub in (build, show):
+    export = actions.add_parser(
+        "export",
+        help="write the cached hull and its relaxed reference energies as package data (harness/data/hulls/), "
+        "so that a fresh machine skips the CHGNet scoring and relaxations",
+    )
+    export.add_argument("--out-dir", type=Path, default=None, help="default: harness/data/hulls/")
+    for sub in (build, show, export):
         sub.add_argument("--dataset", required=True)
         sub.add_argument("--data-dir", default=None)
     build.add_argument(
@@ -94,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"entries relaxed on demand so far (cached): {n_relaxed}")
         return 0
 
+    if args.hull_action == "export":
+        return _export(args)
+
     import torch
 
     from harness.io import atomic_write_json
@@ -107,4 +116,23 @@ def run(args: argparse.Namespace) -> int:
     target = args.summary or Path("results") / "hulls" / f"{args.dataset}.json"
     atomic_write_json(target, out)
     print(f"summary  {target}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from harness.stability.ondemand import RelaxedReferenceCache
+    from harness.stability.reference import load_or_build_dataset_hull
+    from harness.stability.relax import DEFAULT_SETTINGS
+    from harness.stability.shipped import SHIPPED_DIR, export_relaxed, hull_file, write_gzip_json
+
+    try:
+        hull = load_or_build_dataset_hull(args.dataset, data_dir=args.data_dir, build=False)
+    except FileNotFoundError as error:
+        print(error)
+        return 1
+    directory = args.out_dir or SHIPPED_DIR
+    path = write_gzip_json(hull_file(args.dataset, hull.info["cache_key"], directory), hull.to_json())
+    print(f"hull     {path} ({hull.size} entries, sha256 {hull.sha256[:16]}…)")
+    relaxed, n = export_relaxed(RelaxedReferenceCache(hull.sha256, DEFAULT_SETTINGS), directory)
+    print(f"relaxed  {relaxed} ({n} entries)")
     return 0

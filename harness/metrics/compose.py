@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,12 @@ from harness.evaluation_types import FamilyResult, Sample
 from harness.metrics import coverage as cov
 from harness.metrics import distributions as dist
 from harness.metrics import symmetry as sym
-from harness.metrics.fingerprints import featurizer_versions, fingerprint_structures, magpie_scaler
+from harness.metrics.fingerprints import (
+    featurizer_versions,
+    fingerprint_structures,
+    fingerprint_structures_resumable,
+    magpie_scaler,
+)
 from harness.metrics.reference import reference_features
 from harness.metrics.validity import comp_validity, min_interatomic_distance, struct_validity
 from harness.parallel import Executor, default_executor
@@ -121,11 +127,13 @@ def evaluate(
     executor: Executor | None = None,
     progress: bool = True,
     timeout_s: float = 120.0,
+    work_dir: Path | None = None,
 ) -> FamilyResult:
     """Validity, coverage, property and space-group metrics of ``samples`` against the ``test`` split.
 
     Every sample counts in every denominator; a sample with ``structure=None`` is invalid. ``valid`` also
-    requires a fingerprint (CDVAE marks a crystal whose fingerprint raises invalid).
+    requires a fingerprint (CDVAE marks a crystal whose fingerprint raises invalid). With ``work_dir`` the
+    samples' fingerprints are saved there in chunks, so an interrupted evaluation resumes.
     """
     samples = list(samples)
     times: dict[str, float] = {}
@@ -140,9 +148,13 @@ def evaluate(
         rows = _describe_all(samples, executor, timeout_s)
         times["validity_properties_spacegroup"] = time.perf_counter() - start
         start = time.perf_counter()
-        fps = fingerprint_structures(
-            [s.structure for s in samples], executor=executor, timeout_s=timeout_s, desc="fingerprints"
-        )
+        structures = [s.structure for s in samples]
+        if work_dir is None:
+            fps = fingerprint_structures(structures, executor=executor, timeout_s=timeout_s, desc="fingerprints")
+        else:
+            fps = fingerprint_structures_resumable(
+                structures, Path(work_dir), executor=executor, timeout_s=timeout_s, desc="fingerprints"
+            )
         times["fingerprints"] = time.perf_counter() - start
     finally:
         if own_executor:

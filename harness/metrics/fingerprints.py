@@ -26,6 +26,7 @@ __all__ = [
     "composition_fingerprint",
     "fingerprint_pair",
     "fingerprint_structures",
+    "fingerprint_structures_resumable",
     "featurizer_versions",
     "magpie_scaler",
     "scale_composition",
@@ -151,3 +152,67 @@ def fingerprint_structures(
     comp = scale_composition(comp_raw)
     comp[[e is not None for e in errors]] = np.nan
     return Fingerprints(struct, comp, tuple(errors), tuple(seconds))
+
+
+def _chunk_key(structures) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(featurizer_versions(), sort_keys=True).encode())
+    for structure in structures:
+        digest.update(b"none" if structure is None else json.dumps(structure.as_dict(), sort_keys=True).encode())
+    return digest.hexdigest()[:20]
+
+
+def fingerprint_structures_resumable(
+    structures,
+    store,
+    *,
+    chunk: int = 500,
+    executor: Executor | None = None,
+    timeout_s: float | None = 120.0,
+    desc: str = "fingerprints",
+) -> Fingerprints:
+    """``fingerprint_structures`` in chunks of ``chunk``, each saved under ``store`` as it finishes.
+
+    A chunk's file is named by a hash of its structures and the featurizer versions, so a killed evaluation
+    resumes where it stopped and a changed sample set or featurizer recomputes.
+    """
+    from pathlib import Path
+
+    from harness.io import atomic_write
+
+    store = Path(store)
+    parts: list[Fingerprints] = []
+    n_chunks = (len(structures) + chunk - 1) // chunk
+    for number, start in enumerate(range(0, len(structures), chunk), 1):
+        part_structures = structures[start : start + chunk]
+        path = store / f"chunk-{start}-{_chunk_key(part_structures)}.npz"
+        part = None
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as saved:
+                    part = Fingerprints(
+                        saved["struct"], saved["comp"],
+                        tuple(json.loads(str(saved["errors"]))), tuple(saved["seconds"].tolist()),
+                    )
+            except (OSError, ValueError, KeyError):
+                part = None  # a damaged chunk is recomputed
+        if part is None or len(part) != len(part_structures):
+            label = f"{desc} {number}/{n_chunks}" if n_chunks > 1 else desc
+            part = fingerprint_structures(part_structures, executor=executor, timeout_s=timeout_s, desc=label)
+
+            def write(tmp, part=part):
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, struct=part.struct, comp=part.comp, errors=np.array(json.dumps(part.errors)),
+                             seconds=np.array(part.seconds))
+
+            atomic_write(path, write)
+        parts.append(part)
+    if not parts:
+        return fingerprint_structures([], executor=executor, timeout_s=timeout_s, desc=desc)
+    return Fingerprints(
+        np.concatenate([p.struct for p in parts]),
+        np.concatenate([p.comp for p in parts]),
+        tuple(e for p in parts for e in p.errors),
+        tuple(s for p in parts for s in p.seconds),
+    )

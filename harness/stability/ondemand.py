@@ -23,6 +23,7 @@ from harness import paths
 from harness.io import atomic_write_json, sha256_text
 from harness.stability.hull import ReferenceHull, _chemsys
 from harness.stability.relax import DEFAULT_SETTINGS, RelaxResult, RelaxSettings, relax_batched
+from harness.stability.shipped import shipped_relaxed
 
 __all__ = [
     "REFERENCE_RELAX_MARGIN",
@@ -68,22 +69,33 @@ class RelaxedReferenceCache:
         return self.directory / f"{safe}-{sha256_text(entry_id)[:8]}.json"
 
     def load(self, entry_id: str) -> dict[str, Any] | None:
-        """The cached record of ``entry_id``, or None when absent or not this hull's."""
+        """The cached (else shipped) record of ``entry_id``, or None when absent or not this hull's."""
         try:
             record = json.loads(self.path(entry_id).read_text())
         except (OSError, ValueError):
-            return None
-        if record.get("entry_id") != entry_id or record.get("hull_sha256") != self.hull_sha256:
+            record = shipped_relaxed(self.hull_sha256, settings_key(self.settings)).get(entry_id)
+        if (
+            record is None
+            or record.get("entry_id") != entry_id
+            or record.get("hull_sha256") != self.hull_sha256
+        ):
             return None
         return record
 
     def save(self, entry_id: str, record: dict[str, Any]) -> dict[str, Any]:
-        full = {"entry_id": entry_id, "hull_sha256": self.hull_sha256, "settings": self.settings.as_dict(), **record}
+        full = {
+            "entry_id": entry_id,
+            "hull_sha256": self.hull_sha256,
+            "settings": self.settings.as_dict(),
+            **record,
+        }
         atomic_write_json(self.path(entry_id), full)
         return full
 
 
-def dataset_structure_source(hull: ReferenceHull, data_dir: str | Path | None = None) -> StructureSource | None:
+def dataset_structure_source(
+    hull: ReferenceHull, data_dir: str | Path | None = None
+) -> StructureSource | None:
     """Structures of entries ``<split>:<material id>`` from the dataset splits the hull was built from.
 
     None when the hull names no dataset; a split that is absent offline or whose sha256 differs from the one the

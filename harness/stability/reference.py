@@ -28,6 +28,7 @@ from harness import paths
 from harness.io import atomic_write_json, sha256_text
 from harness.stability.hull import ReferenceHull
 from harness.stability.relax import DEFAULT_SETTINGS, RelaxSettings, relax_batched, score_static
+from harness.stability.shipped import load_shipped_hull
 
 __all__ = [
     "HULL_SPLITS",
@@ -249,9 +250,14 @@ def load_or_build_dataset_hull(
 
     splits = hull_splits(dataset, data_dir)
     hashes = {s: load_split(dataset, s, data_dir=data_dir).sha256 for s in splits}
-    path = cached_hull_path(dataset, _cache_key(dataset, hashes, settings))
+    key = _cache_key(dataset, hashes, settings)
+    path = cached_hull_path(dataset, key)
     if path.exists():
         return ReferenceHull.from_json(json.loads(path.read_text()))
+    shipped = load_shipped_hull(dataset, key)
+    if shipped is not None:  # the same splits, settings and chgnet: the scoring is not redone
+        atomic_write_json(path, shipped.to_json())
+        return shipped
     if not build:
         raise FileNotFoundError(
             f"no cached hull for {dataset} at {path}; run `bench hull build --dataset {dataset}`"
