@@ -15,7 +15,7 @@ from harness.provenance import REPO_ROOT
 
 MANIFEST_DIR = REPO_ROOT / "external"
 MANIFEST_VERSION = 1
-STATUSES = ("raw", "filtered", "relaxed", "reconstruction")
+STATUSES = ("raw", "filtered", "relaxed", "reconstruction", "dataset")  # dataset: a split scored as samples
 
 
 class ManifestError(ValueError):

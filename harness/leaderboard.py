@@ -75,6 +75,11 @@ class Entry:
         return self.record["kind"] == "external"
 
     @property
+    def is_dataset(self) -> bool:
+        """The dataset's own structures scored as samples: a reference row, never a model."""
+        return self.is_external and (self.record.get("external") or {}).get("status") == "dataset"
+
+    @property
     def rankable(self) -> bool:
         """Measured on the protocol's full sample size: a full-tier run, or a raw external set of 10,000."""
         if self.is_external:
@@ -188,10 +193,10 @@ def _links(entry: Entry, out_dir: Path) -> str:
     return " · ".join(links)
 
 
-def _split_notes(record: dict[str, Any]) -> list[str]:
+def _split_notes(record: dict[str, Any], *, trained: bool = True) -> list[str]:
     notes = []
     splits = record["splits"]
-    if not splits["paper_training_split"]:
+    if trained and not splits["paper_training_split"]:
         trained = splits.get("model_trained_on") or "an unrecorded split"
         notes.append(f"trained on {trained}, not the paper's training split")
     metrics = record["metrics"]
@@ -205,7 +210,11 @@ def _split_notes(record: dict[str, Any]) -> list[str]:
 def record_row(entry: Entry, out_dir: Path) -> Row:
     record = entry.record
     notes = _split_notes(record)
-    if entry.is_external:
+    if entry.is_dataset:
+        external = record.get("external") or {}
+        label = f"{external.get('model', entry.group)} *(dataset)*"
+        notes = [*external.get("caveats", []), *_split_notes(record, trained=False)]
+    elif entry.is_external:
         external = record.get("external") or {}
         label = f"{external.get('model', entry.group)} *(external, {external.get('status', 'status unknown')})*"
         notes = [f"set `{entry.group.removeprefix('external-')}`", *external.get("caveats", []), *notes]
@@ -304,7 +313,8 @@ def render_dataset(dataset: str, entries: list[Entry], published: Iterable[dict[
     title = DATASET_TITLES.get(dataset, dataset)
     chosen = best_per_group(entries, dataset)
     main = [e for e in chosen if not e.is_external or e.rankable]
-    others = [e for e in chosen if e.is_external and not e.rankable]
+    others = [e for e in chosen if e.is_external and not e.rankable and not e.is_dataset]
+    data_rows = [e for e in chosen if e.is_dataset]
     full_size = [e for e in main if e.rankable]
     if full_size:
         ranked_entries, ranked_text = full_size, "rows of the protocol's full size (10,000 samples)"
@@ -339,6 +349,12 @@ def render_dataset(dataset: str, entries: list[Entry], published: Iterable[dict[
                   "relaxed structures, reconstructions or smaller than 10,000, so they are never ranked beside raw "
                   "10,000-sample runs: read them with the caveats in their row (from `external/<set>.json`).", "",
                   *render_tables(other_rows, ranked=[])]
+    if data_rows:
+        rows = [record_row(e, out_dir) for e in sorted(data_rows, key=lambda e: e.group)]
+        lines += ["## The dataset's own structures scored as samples (reference, not ranked)", "",
+                  "What a generator that reproduced the data would score under the same definitions: the ceiling for "
+                  "validity and coverage and the floor for the distances, measured, not assumed.", "",
+                  *render_tables(rows, ranked=[])]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -20,6 +20,7 @@ except ImportError:  # tests/ imported as a package
     from tests.test_leaderboard_records import make_record
 
 SHARED = Path("/work/shared/external-samples")
+DATA = Path("/work/shared/datasets")
 
 
 def manifest_dict(**overrides):
@@ -37,8 +38,12 @@ def write_manifest(folder: Path, **overrides) -> Path:
     return path
 
 
+def model_manifests() -> list[external.ExternalManifest]:
+    return [m for m in external.load_manifests() if m.status != "dataset"]
+
+
 def test_committed_manifests_load_and_are_consistent():
-    manifests = external.load_manifests()
+    manifests = model_manifests()
     assert len(manifests) == 15
     for manifest in manifests:
         assert manifest.dataset in ("mp20", "perov5", "carbon24")
@@ -52,7 +57,7 @@ def test_committed_manifests_load_and_are_consistent():
 
 @pytest.mark.skipif(not SHARED.exists(), reason="needs the shared external samples")
 def test_manifests_match_the_shared_files():
-    by_file = {m.file: m for m in external.load_manifests()}
+    by_file = {m.file: m for m in model_manifests()}
     files = sorted(p.name for p in SHARED.glob("*.csv.gz"))
     assert sorted(by_file) == files
     for name in files:
@@ -60,6 +65,29 @@ def test_manifests_match_the_shared_files():
         assert manifest.sha256 == sha256_file(SHARED / name), name
         assert manifest.n_rows == len(pd.read_csv(SHARED / name)), name
         assert name.endswith(f"_{manifest.dataset}.csv.gz")
+
+
+@pytest.mark.skipif(not (DATA / "mp20" / "val.csv.gz").exists(), reason="needs the shared datasets")
+def test_dataset_manifests_pin_the_split_files_and_their_reproducible_heads(tmp_path):
+    """Test splits by their own hash; the first-1,000 validation files as benchmarks/split_head.py writes them."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import split_head
+
+    data = [m for m in external.load_manifests() if m.status == "dataset"]
+    assert sorted(m.name for m in data) == ["data-mp20-test", "data-mp20-val-first1000", "data-perov5-test",
+                                            "data-perov5-val-first1000"]
+    for manifest in data:
+        if manifest.name.endswith("-test"):
+            path = DATA / manifest.dataset / "test.csv.gz"
+        else:
+            path = tmp_path / manifest.file
+            assert split_head.main(["--dataset", manifest.dataset, "--split", "val", "--n", "1000",
+                                    "--out", str(path), "--data-dir", str(DATA)]) == 0
+        assert sha256_file(path) == manifest.sha256, manifest.name
+        assert external.find_manifest(path) == manifest
+        assert manifest.n_rows == len(pd.read_csv(path)) and manifest.caveats
 
 
 def test_find_manifest_matches_by_hash_not_by_name(tmp_path):

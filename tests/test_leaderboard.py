@@ -133,6 +133,19 @@ def test_external_sets_are_marked_and_only_raw_10k_is_ranked(tmp_path):
     assert "metastable subset only" in cell(others, "LLM *(external, filtered)*", "notes")
 
 
+def test_dataset_splits_scored_as_samples_are_a_reference_section_never_ranked(tmp_path):
+    results = tmp_path / "results"
+    write_run(results, make_record("m", tier="full", metrics={"valid": 0.80}))
+    write_run(results, external_record("data-mp20-test", model="MP-20 test split", status="dataset", n_samples=9046,
+                                       caveats=("the test split scored against itself",), metrics={"valid": 0.91}))
+    mp20 = leaderboard.render_all(results, tmp_path / "lb")[tmp_path / "lb" / "mp20.md"]
+    main, _, reference = mp20.partition("## The dataset's own structures scored as samples")
+    assert "MP-20 test split" not in main and "External sample sets" not in mp20
+    assert cell(reference, "MP-20 test split *(dataset)*", "valid ↑") == "0.9100"  # higher than m's, not bold
+    notes = cell(reference, "MP-20 test split *(dataset)*", "notes")
+    assert notes.startswith("the test split scored against itself") and "trained on" not in notes
+
+
 def test_report_link_appears_when_report_exists(results, tmp_path):
     out = tmp_path / "lb"
     assert "[report]" not in cell(leaderboard.render_all(results, out)[out / "mp20.md"], "trainset", "links")

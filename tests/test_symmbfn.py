@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Structure
 
-from harness.generator import TrainResult
 from plugins._asymmetric import encode, pack
 from plugins._asymmetric.batching import DataStats, make_batch
 from plugins.symmbfn import bfn
@@ -111,72 +107,9 @@ def test_lattice_statistics_use_free_entries_only(toy_split):
         stats.n_counts[g][n] > 0 for g, n in zip(groups, sizes, strict=True))
 
 
-# ---------------------------------------------------------------- train, resume, load, sample
+# ---------------------------------------------------------------- decoding
 
 @pytest.fixture(scope="module")
-def trained(toy_split, tmp_path_factory):
-    from plugins.symmbfn.generator import SymmBFNGenerator
-
-    out = tmp_path_factory.mktemp("symmbfn")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XTALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        gen = SymmBFNGenerator("toy", n_steps=5)
-        result = gen.train(toy_split, {"preset": "tiny", "max_epochs": 2, "device": "cpu"}, out, seed=0)
-        frozen = out / "two-epochs.pt"  # model.pt moves on when a later test resumes training in ``out``
-        shutil.copyfile(result.checkpoint, frozen)
-        yield gen, TrainResult(frozen, result.manifest), out
-
-
-def test_training_writes_checkpoint_manifest_and_curves(trained):
-    _, result, out = trained
-    assert result.checkpoint.exists() and (out / "last.pt").exists()
-    manifest = json.loads((out / "manifest.json").read_text())
-    for key in ("data_sha256", "splits", "preset", "epochs", "wall_seconds", "git_commit", "final_losses", "seed",
-                "torch_version"):
-        assert key in manifest
-    assert manifest["epochs"] == 2 and manifest["crystals_used"] == 12
-    rows = (out / "loss.csv").read_text().strip().splitlines()
-    assert rows[0].split(",")[3:] == ["total", "coords", "lattice", "types", "ops"] and len(rows) == 3
-    assert (out / "loss.png").stat().st_size > 0
-
-
-def test_resume_continues_the_epoch_count(trained, toy_split):
-    from plugins.symmbfn.training import train
-
-    _, _, out = trained
-    result = train(toy_split, {"preset": "tiny", "max_epochs": 3, "resume": True, "device": "cpu"}, out, seed=0)
-    assert result.manifest["epochs"] == 3
-    assert len((out / "loss.csv").read_text().strip().splitlines()) == 4
-
-
-def test_sampling_is_deterministic_and_leaves_global_rng_alone(trained):
-    gen, _, _ = trained
-    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
-    first = gen.sample(6, seed=11, batch_size=4)
-    second = gen.sample(6, seed=11, batch_size=4)
-    other = gen.sample(6, seed=12, batch_size=4)
-    assert torch.equal(torch_state, torch.random.get_rng_state()) and np.array_equal(np_state, np.random.get_state()[1])
-    assert len(first) == 6
-
-    def key(s):
-        return None if s is None else (s.composition.formula, tuple(np.round(s.lattice.abc, 6)))
-
-    assert [key(s) for s in first] == [key(s) for s in second]
-    assert [key(s) for s in first] != [key(s) for s in other]
-    assert all(s is None or isinstance(s, Structure) for s in first)
-
-
-def test_load_roundtrip_gives_the_same_samples(trained):
-    from plugins.symmbfn.generator import SymmBFNGenerator
-
-    gen, result, _ = trained
-    fresh = SymmBFNGenerator("toy", n_steps=5)
-    fresh.load(result.checkpoint, "cpu")
-    a, b = gen.sample(3, seed=5, batch_size=3), fresh.sample(3, seed=5, batch_size=3)
-    assert [None if s is None else s.composition for s in a] == [None if s is None else s.composition for s in b]
-    assert fresh.training_splits() == ["train"]
-
-
 def test_unbuildable_arrays_give_none():
     from plugins._asymmetric import structures_from_arrays
 
@@ -186,7 +119,7 @@ def test_unbuildable_arrays_give_none():
     assert structures_from_arrays(arrays) == [None]
 
 
-# ---------------------------------------------------------------- plugin registration and shipped checkpoints
+# ---------------------------------------------------------------- plugin registration (training, sampling, checkpoints: test_asymmetric_generators.py)
 
 def test_hook_registers_the_spec():
     from plugins.symmbfn import hooks
@@ -196,17 +129,3 @@ def test_hook_registers_the_spec():
     (spec,) = specs
     assert spec.name == "symmbfn" and spec.datasets == ("mp20", "perov5", "carbon24")
     assert spec.load_class().name == "symmbfn"
-
-
-@pytest.mark.parametrize("dataset", ["perov5", "mp20"])
-def test_shipped_checkpoint_is_small_and_described(dataset):
-    path = CHECKPOINTS / f"{dataset}.pt"
-    if not path.exists():
-        pytest.skip(f"no shipped {dataset} checkpoint yet")
-    assert path.stat().st_size <= 20 * 2**20
-    manifest = json.loads((CHECKPOINTS / f"{dataset}.manifest.json").read_text())
-    assert manifest["dataset"] == dataset and manifest["epochs"] >= 1 and manifest["data_sha256"]
-    from plugins.symmbfn.training import load_model_file
-
-    model, embedded = load_model_file(path)
-    assert embedded["dataset"] == dataset

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Structure
 
-from harness.generator import TrainResult
 from plugins._asymmetric import encode, pack
 from plugins._asymmetric.batching import make_batch
 from plugins.symmcd import diffusion as dif
@@ -129,96 +125,7 @@ def test_full_cell_variant_has_no_site_symmetry_head(toy_split):
     assert losses["symmetry"].item() == 0 and not hasattr(model.net, "symmetry_out")
 
 
-# ---------------------------------------------------------------- train, resume, load, sample
-
-@pytest.fixture(scope="module")
-def trained(toy_split, tmp_path_factory):
-    from plugins.symmcd.generator import SymmCDGenerator
-
-    out = tmp_path_factory.mktemp("symmcd")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XTALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        gen = SymmCDGenerator("toy", progress=False)
-        result = gen.train(toy_split, {"preset": "tiny", "max_epochs": 2, "device": "cpu"}, out, seed=0)
-        frozen = out / "two-epochs.pt"  # model.pt moves on when a later test resumes training in ``out``
-        shutil.copyfile(result.checkpoint, frozen)
-        yield gen, TrainResult(frozen, result.manifest), out
-
-
-def test_training_writes_checkpoint_manifest_and_curves(trained):
-    _, result, out = trained
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["generator"] == "symmcd" and manifest["epochs"] == 2 and manifest["crystals_used"] == 12
-    for key in ("data_sha256", "splits", "preset", "wall_seconds", "git_commit", "final_losses", "seed"):
-        assert key in manifest
-    rows = (out / "loss.csv").read_text().strip().splitlines()
-    assert rows[0].split(",")[3:] == ["total", "lattice", "coords", "types", "symmetry"] and len(rows) == 3
-    assert (out / "loss.png").stat().st_size > 0 and result.checkpoint.exists() and (out / "model.pt").exists()
-
-
-def test_resume_continues_the_epoch_count(trained, toy_split):
-    from plugins.symmcd.training import train
-
-    _, _, out = trained
-    result = train(toy_split, {"preset": "tiny", "max_epochs": 3, "resume": True, "device": "cpu"}, out, seed=0)
-    assert result.manifest["epochs"] == 3
-    assert len((out / "loss.csv").read_text().strip().splitlines()) == 4
-
-
-def test_sampling_is_deterministic_keeps_the_group_and_leaves_global_rng_alone(trained):
-    gen, _, _ = trained
-    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
-    first = gen.sample(6, seed=11, batch_size=4)
-    second = gen.sample(6, seed=11, batch_size=4)
-    other = gen.sample(6, seed=12, batch_size=4)
-    assert torch.equal(torch_state, torch.random.get_rng_state()) and np.array_equal(np_state, np.random.get_state()[1])
-
-    def key(s):
-        return None if s is None else (s.composition.formula, tuple(np.round(s.lattice.abc, 6)))
-
-    assert len(first) == 6 and [key(s) for s in first] == [key(s) for s in second]
-    assert [key(s) for s in first] != [key(s) for s in other]
-    built = [s for s in first if s is not None]
-    assert built and all(isinstance(s, Structure) for s in built)
-
-
-def invariant_under_group(structure: Structure, space_group: int) -> bool:
-    """Every operation of the group's general position maps the crystal onto itself (same species)."""
-    from pyxtal.symmetry import Group
-
-    frac = np.mod(structure.frac_coords, 1.0)
-    species = [site.specie.symbol for site in structure]
-    for op in Group(space_group)[0].ops:
-        moved = np.mod(op.operate_multi(frac), 1.0)
-        for point, sp in zip(moved, species, strict=True):
-            delta = frac - point
-            dist = np.linalg.norm(delta - np.rint(delta), axis=1)
-            if not any(d < 1e-3 and s == sp for d, s in zip(dist, species, strict=True)):
-                return False
-    return True
-
-
-def test_samples_have_the_symmetry_of_their_drawn_group(trained):
-    gen, _, _ = trained
-    groups, _ = gen.model.stats.data.sample_groups_and_sizes(6, np.random.default_rng(11))
-    samples = gen.sample(6, seed=11, batch_size=4)
-    checked = [(s, g) for s, g in zip(samples, groups, strict=True) if s is not None]
-    assert checked and all(invariant_under_group(s, int(g)) for s, g in checked)
-
-
-def test_load_roundtrip_gives_the_same_samples(trained):
-    from plugins.symmcd.generator import SymmCDGenerator
-
-    gen, result, _ = trained
-    fresh = SymmCDGenerator("toy", progress=False)
-    fresh.load(result.checkpoint, "cpu")
-    a, b = gen.sample(3, seed=5, batch_size=3), fresh.sample(3, seed=5, batch_size=3)
-    assert [None if s is None else s.composition for s in a] == [None if s is None else s.composition for s in b]
-    assert fresh.training_splits() == ["train"]
-    assert fresh.sampling_settings()["steps"] == 20
-
-
-# ---------------------------------------------------------------- plugin registration and shipped checkpoints
+# ---------------------------------------------------------------- plugin registration (training, sampling, checkpoints: test_asymmetric_generators.py)
 
 def test_hook_registers_the_spec():
     from plugins.symmcd import hooks
@@ -227,24 +134,3 @@ def test_hook_registers_the_spec():
     hooks.xtalbench_register_generators(specs.append)
     (spec,) = specs
     assert spec.name == "symmcd" and spec.load_class().name == "symmcd"
-
-
-def test_missing_checkpoint_says_how_to_train():
-    from plugins.symmcd.generator import SymmCDGenerator
-
-    with pytest.raises(FileNotFoundError, match="bench train --plugin symmcd"):
-        SymmCDGenerator("no-such-dataset").load(None, "cpu")
-
-
-@pytest.mark.parametrize("dataset", ["perov5", "mp20"])
-def test_shipped_checkpoint_is_small_and_described(dataset):
-    path = CHECKPOINTS / f"{dataset}.pt"
-    if not path.exists():
-        pytest.skip(f"no shipped {dataset} checkpoint yet")
-    assert path.stat().st_size <= 20 * 2**20
-    manifest = json.loads((CHECKPOINTS / f"{dataset}.manifest.json").read_text())
-    assert manifest["dataset"] == dataset and manifest["epochs"] >= 1 and manifest["data_sha256"]
-    from plugins.symmcd.training import load_model_file
-
-    model, embedded = load_model_file(path)
-    assert embedded["dataset"] == dataset

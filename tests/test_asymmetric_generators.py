@@ -1,0 +1,138 @@
+"""What SymmBFN and SymmCD share as asymmetric-unit generators, tested once for both: training writes a checkpoint,
+manifest and loss curves; training resumes; sampling is seeded and keeps the drawn space group; a saved checkpoint
+loads to the same samples; the shipped checkpoints are small and described."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Structure
+
+from harness.generator import TrainResult
+
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+LOSS_COLUMNS = {
+    "symmbfn": ["total", "coords", "lattice", "types", "ops"],
+    "symmcd": ["total", "lattice", "coords", "types", "symmetry"],
+}
+FAST_SAMPLING = {"symmbfn": {"n_steps": 5}, "symmcd": {"progress": False}}
+
+
+def generator_class(name: str):
+    module = importlib.import_module(f"plugins.{name}.generator")
+    return next(getattr(module, attr) for attr in dir(module)
+                if attr.endswith("Generator") and getattr(getattr(module, attr), "name", None) == name)
+
+
+def data_stats(gen):
+    """The group/size statistics the generator draws from (SymmCD wraps them with its marginals)."""
+    stats = gen.model.stats
+    return getattr(stats, "data", stats)
+
+
+@pytest.fixture(scope="module", params=sorted(LOSS_COLUMNS))
+def trained(request, toy_split, tmp_path_factory):
+    name = request.param
+    out = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XTALBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        gen = generator_class(name)("toy", **FAST_SAMPLING[name])
+        result = gen.train(toy_split, {"preset": "tiny", "max_epochs": 2, "device": "cpu"}, out, seed=0)
+        frozen = out / "two-epochs.pt"  # model.pt moves on when a later test resumes training in ``out``
+        shutil.copyfile(result.checkpoint, frozen)
+        yield name, gen, TrainResult(frozen, result.manifest), out
+
+
+def test_training_writes_checkpoint_manifest_and_curves(trained):
+    name, _, result, out = trained
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["epochs"] == 2 and manifest["crystals_used"] == 12
+    for key in ("data_sha256", "splits", "preset", "wall_seconds", "git_commit", "final_losses", "seed"):
+        assert key in manifest
+    rows = (out / "loss.csv").read_text().strip().splitlines()
+    assert rows[0].split(",")[3:] == LOSS_COLUMNS[name] and len(rows) == 3
+    assert (out / "loss.png").stat().st_size > 0 and result.checkpoint.exists()
+
+
+def test_resume_continues_the_epoch_count(trained, toy_split):
+    name, _, _, out = trained
+    train = importlib.import_module(f"plugins.{name}.training").train
+    result = train(toy_split, {"preset": "tiny", "max_epochs": 3, "resume": True, "device": "cpu"}, out, seed=0)
+    assert result.manifest["epochs"] == 3
+    assert len((out / "loss.csv").read_text().strip().splitlines()) == 4
+
+
+def test_sampling_is_deterministic_and_leaves_global_rng_alone(trained):
+    _, gen, _, _ = trained
+    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    first = gen.sample(6, seed=11, batch_size=4)
+    second = gen.sample(6, seed=11, batch_size=4)
+    other = gen.sample(6, seed=12, batch_size=4)
+    assert torch.equal(torch_state, torch.random.get_rng_state()) and np.array_equal(np_state, np.random.get_state()[1])
+
+    def key(s):
+        return None if s is None else (s.composition.formula, tuple(np.round(s.lattice.abc, 6)))
+
+    assert len(first) == 6 and [key(s) for s in first] == [key(s) for s in second]
+    assert [key(s) for s in first] != [key(s) for s in other]
+    built = [s for s in first if s is not None]
+    assert built and all(isinstance(s, Structure) for s in built)
+
+
+def invariant_under_group(structure: Structure, space_group: int) -> bool:
+    """Every operation of the group's general position maps the crystal onto itself (same species)."""
+    from pyxtal.symmetry import Group
+
+    frac = np.mod(structure.frac_coords, 1.0)
+    species = [site.specie.symbol for site in structure]
+    for op in Group(space_group)[0].ops:
+        moved = np.mod(op.operate_multi(frac), 1.0)
+        for point, sp in zip(moved, species, strict=True):
+            delta = frac - point
+            dist = np.linalg.norm(delta - np.rint(delta), axis=1)
+            if not any(d < 1e-3 and s == sp for d, s in zip(dist, species, strict=True)):
+                return False
+    return True
+
+
+def test_samples_have_the_symmetry_of_their_drawn_group(trained):
+    _, gen, _, _ = trained
+    groups, _ = data_stats(gen).sample_groups_and_sizes(6, np.random.default_rng(11))
+    samples = gen.sample(6, seed=11, batch_size=4)
+    checked = [(s, g) for s, g in zip(samples, groups, strict=True) if s is not None]
+    assert checked and all(invariant_under_group(s, int(g)) for s, g in checked)
+
+
+def test_load_roundtrip_gives_the_same_samples(trained):
+    name, gen, result, _ = trained
+    fresh = generator_class(name)("toy", **FAST_SAMPLING[name])
+    fresh.load(result.checkpoint, "cpu")
+    a, b = gen.sample(3, seed=5, batch_size=3), fresh.sample(3, seed=5, batch_size=3)
+    assert [None if s is None else s.composition for s in a] == [None if s is None else s.composition for s in b]
+    assert fresh.training_splits() == ["train"]
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_COLUMNS))
+def test_missing_checkpoint_says_how_to_train(name):
+    with pytest.raises(FileNotFoundError, match=f"bench train --plugin {name}"):
+        generator_class(name)("no-such-dataset").load(None, "cpu")
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_COLUMNS))
+@pytest.mark.parametrize("dataset", ["perov5", "mp20"])
+def test_shipped_checkpoint_is_small_and_described(name, dataset):
+    folder = PLUGINS / name / "checkpoints"
+    path = folder / f"{dataset}.pt"
+    if not path.exists():
+        pytest.skip(f"no shipped {name} {dataset} checkpoint yet")
+    assert path.stat().st_size <= 20 * 2**20
+    manifest = json.loads((folder / f"{dataset}.manifest.json").read_text())
+    assert manifest["dataset"] == dataset and manifest["epochs"] >= 1 and manifest["data_sha256"]
+    _, embedded = importlib.import_module(f"plugins.{name}.training").load_model_file(path)
+    assert embedded["dataset"] == dataset
