@@ -436,3 +436,24 @@ def test_shipped_hull_is_used_when_its_key_matches_and_refused_when_damaged(tiny
     shipped.write_gzip_json(shipped.hull_file("tiny", key), damaged)
     with pytest.raises(HullError, match=r"shipped hull .*tiny-.*json.gz is damaged"):
         reference.load_or_build_dataset_hull("tiny", build=False)
+
+
+def test_hull_cli_export_writes_the_cached_hull_as_package_data(tiny_dataset, tmp_path, capsys):
+    import argparse
+
+    from harness.cli import hull as hull_cli
+    from harness.datasets import load_split
+    from harness.io import atomic_write_json
+    from harness.stability import reference, shipped
+    from harness.stability.relax import DEFAULT_SETTINGS
+
+    parser = argparse.ArgumentParser()
+    hull_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["hull", "export", "--dataset", "tiny", "--out-dir", str(tmp_path / "out")])
+    assert args.func(args) == 1 and "bench hull build --dataset tiny" in capsys.readouterr().out
+    key = reference._cache_key("tiny", {s: load_split("tiny", s).sha256 for s in reference.hull_splits("tiny")},
+                               DEFAULT_SETTINGS)
+    atomic_write_json(reference.cached_hull_path("tiny", key), tiny_hull(cache_key=key).to_json())
+    assert args.func(args) == 0
+    assert shipped.load_shipped_hull("tiny", key, tmp_path / "out").sha256 == tiny_hull().sha256
+    assert "(0 entries)" in capsys.readouterr().out
