@@ -10,13 +10,12 @@ whose sha256 the manifests `external/data-<dataset>-val-first1000.json` pin:
 from __future__ import annotations
 
 import argparse
-import gzip
 from pathlib import Path
 
 import pandas as pd
 
 from harness.datasets import get_card, split_path
-from harness.io import atomic_write, sha256_file
+from harness.io import atomic_write_gzip, sha256_file
 from harness.paths import data_dir
 
 
@@ -34,11 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = pd.read_csv(source, usecols=["material_id", "cif"]).head(args.n)
     text = frame.to_csv(index=False, lineterminator="\n").encode()
 
-    def write(tmp: Path) -> None:  # mtime 0 and no file name in the gzip header: the same rows give the same bytes
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as handle:
-            handle.write(text)
-
-    atomic_write(args.out, write)
+    atomic_write_gzip(args.out, text)  # gzip mtime 0: the same rows give the same bytes
     print(f"{args.out}: first {len(frame)} rows of {source}, sha256 {sha256_file(args.out)}")
     return 0
 

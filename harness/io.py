@@ -34,6 +34,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def atomic_write_gzip(path: str | os.PathLike, data: bytes) -> Path:
+    """Gzip ``data`` into ``path`` with mtime 0 and no name in the header, so the same data gives the same bytes."""
+    import gzip
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as handle:
+            handle.write(data)
+
+    return atomic_write(path, write)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 

@@ -8,15 +8,18 @@ imputation, as matminer 0.7 did; matminer ≥ 0.9 imputes by default, which woul
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import numpy as np
 
+from harness.io import atomic_write
 from harness.parallel import Executor, SerialExecutor
 
 __all__ = [
@@ -155,8 +158,6 @@ def fingerprint_structures(
 
 
 def _chunk_key(structures) -> str:
-    import hashlib
-
     digest = hashlib.sha256(json.dumps(featurizer_versions(), sort_keys=True).encode())
     for structure in structures:
         digest.update(b"none" if structure is None else json.dumps(structure.as_dict(), sort_keys=True).encode())
@@ -177,10 +178,8 @@ def fingerprint_structures_resumable(
     A chunk's file is named by a hash of its structures and the featurizer versions, so a killed evaluation
     resumes where it stopped and a changed sample set or featurizer recomputes.
     """
-    from pathlib import Path
-
-    from harness.io import atomic_write
-
+    if not structures:
+        return fingerprint_structures([], executor=executor, timeout_s=timeout_s, desc=desc)
     store = Path(store)
     parts: list[Fingerprints] = []
     n_chunks = (len(structures) + chunk - 1) // chunk
@@ -208,8 +207,6 @@ def fingerprint_structures_resumable(
 
             atomic_write(path, write)
         parts.append(part)
-    if not parts:
-        return fingerprint_structures([], executor=executor, timeout_s=timeout_s, desc=desc)
     return Fingerprints(
         np.concatenate([p.struct for p in parts]),
         np.concatenate([p.comp for p in parts]),

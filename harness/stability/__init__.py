@@ -213,11 +213,7 @@ def evaluate(
     prepare = getattr(hull, "prepare", None)  # relaxed-on-demand references: all systems in one batch
     if prepare is not None:
         prepare(
-            [
-                s.structure.composition
-                for s in subset
-                if s.index in results and results[s.index].error is None
-            ],
+            [s.structure.composition for s in subset if s.index in results and results[s.index].error is None],
             progress=progress,
         )
     timings["reference_relax_s"] = time.perf_counter() - t0

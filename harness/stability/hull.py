@@ -129,6 +129,7 @@ class ReferenceHull(_Described):
         except Exception as exc:  # a degenerate sub-hull must not stop a run
             return None, f"{type(exc).__name__}: {exc}"[:300]
 
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": HULL_FORMAT,
@@ -187,6 +188,7 @@ class MPHull(_Described):
             return float(e_hull), None
         except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
+
 
 
 def mp2020_corrected_energy_per_atom(structure, energy_per_atom: float) -> float:

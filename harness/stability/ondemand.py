@@ -61,8 +61,9 @@ class RelaxedReferenceCache:
     def __init__(self, hull_sha256: str, settings: RelaxSettings, root: Path | None = None):
         self.hull_sha256 = hull_sha256
         self.settings = settings
+        self.settings_key = settings_key(settings)
         base = Path(root) if root is not None else paths.cache_dir("hulls") / CACHE_SUBDIR
-        self.directory = base / f"{hull_sha256[:16]}-{settings_key(settings)}"
+        self.directory = base / f"{hull_sha256[:16]}-{self.settings_key}"
 
     def path(self, entry_id: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", entry_id)[:80]
@@ -73,29 +74,18 @@ class RelaxedReferenceCache:
         try:
             record = json.loads(self.path(entry_id).read_text())
         except (OSError, ValueError):
-            record = shipped_relaxed(self.hull_sha256, settings_key(self.settings)).get(entry_id)
-        if (
-            record is None
-            or record.get("entry_id") != entry_id
-            or record.get("hull_sha256") != self.hull_sha256
-        ):
+            record = shipped_relaxed(self.hull_sha256, self.settings_key).get(entry_id)
+        if record is None or record.get("entry_id") != entry_id or record.get("hull_sha256") != self.hull_sha256:
             return None
         return record
 
     def save(self, entry_id: str, record: dict[str, Any]) -> dict[str, Any]:
-        full = {
-            "entry_id": entry_id,
-            "hull_sha256": self.hull_sha256,
-            "settings": self.settings.as_dict(),
-            **record,
-        }
+        full = {"entry_id": entry_id, "hull_sha256": self.hull_sha256, "settings": self.settings.as_dict(), **record}
         atomic_write_json(self.path(entry_id), full)
         return full
 
 
-def dataset_structure_source(
-    hull: ReferenceHull, data_dir: str | Path | None = None
-) -> StructureSource | None:
+def dataset_structure_source(hull: ReferenceHull, data_dir: str | Path | None = None) -> StructureSource | None:
     """Structures of entries ``<split>:<material id>`` from the dataset splits the hull was built from.
 
     None when the hull names no dataset; a split that is absent offline or whose sha256 differs from the one the

@@ -265,15 +265,8 @@ def relax_batched(
             for i in list(active):
                 volume = active[i].atoms.get_volume() / len(active[i].atoms)
                 if not VOLUME_PER_ATOM_BOUNDS[0] <= volume <= VOLUME_PER_ATOM_BOUNDS[1]:
-                    finish(
-                        i,
-                        active[i].result(
-                            None,
-                            False,
-                            f"cell volume {volume:.3g} Å^3/atom outside "
-                            f"{VOLUME_PER_ATOM_BOUNDS}: collapsed or blew up",
-                        ),
-                    )
+                    finish(i, active[i].result(None, False, f"cell volume {volume:.3g} Å^3/atom outside "
+                                               f"{VOLUME_PER_ATOM_BOUNDS}: collapsed or blew up"))
             if not active:
                 continue
             order = list(active)

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write
+from harness.io import atomic_write_gzip
 
 __all__ = ["SHIPPED_DIR", "export_relaxed", "load_shipped_hull", "shipped_relaxed", "write_gzip_json"]
 
@@ -35,14 +35,8 @@ def relaxed_file(hull_sha256: str, settings_key: str, directory: Path | None = N
 
 
 def write_gzip_json(path: Path, obj: Any) -> Path:
-    """Atomically write ``obj`` as gzipped, key-sorted JSON with a zero mtime (the same content gives the same bytes)."""
-    data = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as handle:
-            handle.write(data)
-
-    return atomic_write(path, write)
+    """Atomically write ``obj`` as gzipped, key-sorted JSON (the same content gives the same bytes)."""
+    return atomic_write_gzip(path, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
 
 
 def _read_gzip_json(path: Path) -> Any:
@@ -86,9 +80,7 @@ def export_relaxed(cache, directory: Path | None = None) -> tuple[Path, int]:
 
     Returns the file and its number of entries. Records of another hull are skipped.
     """
-    from harness.stability.ondemand import settings_key
-
-    key = settings_key(cache.settings)
+    key = cache.settings_key
     path = relaxed_file(cache.hull_sha256, key, directory)
     entries = dict(_relaxed_records(path))
     for file in sorted(cache.directory.glob("*.json")) if cache.directory.exists() else []:
