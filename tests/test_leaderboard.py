@@ -236,3 +236,22 @@ def test_published_rows_use_protocol_keys_and_name_a_source():
         assert set(row["metrics"]) <= set(METRIC_KEYS), row["method"]
         for key, value in row["metrics"].items():
             assert value >= 0 and (value <= 1 or key.startswith("seconds")), (row["method"], key)
+
+
+SYMMCD_PAPER = PROTOCOL_MD.parent / "papers" / "symmcd-levy2024.txt"
+
+
+@pytest.mark.skipif(not SYMMCD_PAPER.exists(), reason="needs the shared SymmCD paper text")
+@pytest.mark.parametrize("method, row", [("DiffCSP++", "DiffCSP++"),
+                                         ("DiffCSP (re-sampled by the SymmCD authors)", "DiffCSP")])
+def test_rows_taken_from_the_symmcd_tables_match_the_paper(method, row):
+    # Table 2: struct, comp, COV-R, COV-P (percent), three property wdists, sg JSD; Table 3: initial stable,
+    # relaxed stable, relaxed S.U.N. (percent). Table 2 comes first in the text.
+    lines = [line for line in SYMMCD_PAPER.read_text().splitlines() if line.startswith(f"{row} |")]
+    table2 = [float(c) for c in lines[-2].split("|")[1:-1]]
+    table3 = [float(c.strip().rstrip("%")) for c in lines[-1].split("|")[1:-1]]
+    metrics = {(r["dataset"], r["method"]): r["metrics"] for r in leaderboard.published_rows()}[("mp20", method)]
+    expected = {"struct_valid": table2[0] / 100, "comp_valid": table2[1] / 100, "cov_recall": table2[2] / 100,
+                "cov_precision": table2[3] / 100, "wdist_density": table2[4], "wdist_num_elems": table2[6],
+                "sg_jsd_symmcd": table2[7], "stable_rate": table3[1] / 100, "sun_rate": table3[2] / 100}
+    assert metrics == pytest.approx(expected, abs=1e-9)
