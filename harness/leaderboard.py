@@ -308,6 +308,28 @@ never ranked; `sg JSD (SymmCD)` is the variant those papers report. Seconds are 
 hardware shown."""
 
 
+def hull_lines(entries: list[Entry], published_stability: bool) -> list[str]:
+    """A paragraph naming the reference hull(s) behind the measured stability columns, from the records."""
+    hulls: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        hull = (entry.record.get("details") or {}).get("stability", {}).get("hull")
+        if entry.record["metrics"].get("stable_rate") is not None and hull:
+            hulls.setdefault(hull["sha256"], hull)
+    if not hulls:
+        return []
+    named = "; ".join(
+        f"`{h['name']}` ({h['size']:,} entries, {h.get('source', 'source not recorded')}, sha256 {h['sha256'][:12]}…)"
+        for h in sorted(hulls.values(), key=lambda h: h["name"])
+    )
+    text = f"Stability of the measured rows is E_hull against {named}, with CHGNet on both sides (PROTOCOL.md)."
+    if published_stability:
+        text += (" A hull built from one dataset's structures lacks most competing phases that the Materials Project "
+                 "hull of the *published* rows holds, so measured stable and S.U.N. rates run higher than the papers': "
+                 "compare measured rows with each other, and with *published* ones only on validity, coverage and "
+                 "distributions.")
+    return [text, ""]
+
+
 def render_dataset(dataset: str, entries: list[Entry], published: Iterable[dict[str, Any]], out_dir: Path) -> str:
     """The markdown of ``leaderboards/<dataset>.md``."""
     title = DATASET_TITLES.get(dataset, dataset)
@@ -338,9 +360,10 @@ def render_dataset(dataset: str, entries: list[Entry], published: Iterable[dict[
     else:
         lines += ["No records yet.", ""]
     lines += [LEGEND.format(ranked_text=ranked_text), ""]
+    lines += hull_lines(chosen, any("stable_rate" in p["metrics"] for p in papers))
     if paper_rows:
         lines += ["Sources of the *published* rows:", ""]
-        lines += [f"- {p['method']} ({p['paper']}): {p['source']}." for p in sorted(papers, key=lambda p: p["method"])]
+        lines += [f"- {p['method']} ({p['paper']}): {p['source'].rstrip('.')}." for p in sorted(papers, key=lambda p: p["method"])]
         lines.append("")
     if others:
         other_rows = [record_row(e, out_dir) for e in sorted(others, key=lambda e: e.group)]

@@ -255,3 +255,18 @@ def test_rows_taken_from_the_symmcd_tables_match_the_paper(method, row):
                 "cov_precision": table2[3] / 100, "wdist_density": table2[4], "wdist_num_elems": table2[6],
                 "sg_jsd_symmcd": table2[7], "stable_rate": table3[1] / 100, "sun_rate": table3[2] / 100}
     assert metrics == pytest.approx(expected, abs=1e-9)
+
+
+def test_names_the_hull_behind_measured_stability_and_warns_against_the_papers(tmp_path):
+    results = tmp_path / "results"
+    record = make_record("trainset", metrics={"valid": 0.9, "stable_rate": 0.5, "n_relaxed": 100})
+    record["details"] = {"stability": {"hull": {"name": "mp20-chgnet-test-hull", "size": 19180, "sha256": "ab" * 32,
+                                                "source": "dataset mp20: val+test"}}}
+    write_run(results, record)
+    write_run(results, make_record("random", dataset="perov5", metrics={"valid": 0.9, "n_relaxed": 100}))
+    assert bench_leaderboard("--results", str(results), "--out", str(tmp_path / "lb")) == 0
+    mp20 = (tmp_path / "lb" / "mp20.md").read_text()
+    assert ("E_hull against `mp20-chgnet-test-hull` (19,180 entries, dataset mp20: val+test, sha256 abababababab…)"
+            in mp20)
+    assert "measured stable and S.U.N. rates run higher than the papers'" in mp20  # MP-20 has published stability
+    assert "E_hull against" not in (tmp_path / "lb" / "perov5.md").read_text()  # no stability measured there
