@@ -29,28 +29,31 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 TOP_K = 64
 METRICS = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision")
 
 
 def saved_fingerprints(run_dir: Path, n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(struct, comp, ok) from the chunk files an evaluation saved under ``run_dir/fingerprints``."""
-    chunks = {}
+    from harness.metrics.fingerprints import read_chunk
+
+    chunks: dict[int, list[Path]] = {}
     for path in (run_dir / "fingerprints").glob("chunk-*-*.npz"):
-        start = int(re.match(r"chunk-(\d+)-", path.name).group(1))
-        chunks[start] = path  # one file per start offset (a stale key would have been replaced by the run)
+        chunks.setdefault(int(re.match(r"chunk-(\d+)-", path.name).group(1)), []).append(path)
     if not chunks:
         raise SystemExit(f"{run_dir}/fingerprints: no saved chunks; evaluate the run first")
-    struct, comp, errors = [], [], []
-    for start in sorted(chunks):
-        with np.load(chunks[start], allow_pickle=False) as saved:
-            struct.append(saved["struct"])
-            comp.append(saved["comp"])
-            errors.extend(json.loads(str(saved["errors"])))
-    if len(errors) != n_samples:
-        raise SystemExit(f"{run_dir}/fingerprints: chunks hold {len(errors)} rows, the record has {n_samples}")
-    ok = np.array([e is None for e in errors])
-    return np.concatenate(struct), np.concatenate(comp), ok
+    stale = sorted(str(p.name) for paths in chunks.values() if len(paths) > 1 for p in paths)
+    if stale:  # an older sample set or featurizer left a chunk at the same offset: which one is this record's?
+        raise SystemExit(f"{run_dir}/fingerprints: several chunks share an offset ({', '.join(stale)}); "
+                         "delete the folder and re-run the evaluation")
+    parts = [read_chunk(chunks[start][0]) for start in sorted(chunks)]
+    if any(part is None for part in parts):
+        raise SystemExit(f"{run_dir}/fingerprints: a chunk is unreadable; re-run the evaluation")
+    ok = np.array([error is None for part in parts for error in part.errors])
+    if len(ok) != n_samples:
+        raise SystemExit(f"{run_dir}/fingerprints: chunks hold {len(ok)} rows, the record has {n_samples}")
+    return np.concatenate([p.struct for p in parts]), np.concatenate([p.comp for p in parts]), ok
 
 
 def distance_matrices(gen: np.ndarray, ref: np.ndarray, chunk: int = 1024) -> np.ndarray:
@@ -137,7 +140,6 @@ def main(argv=None) -> int:
     parser.add_argument("--record", type=Path, default=None, help="record file (default: RUN_DIR/record.json)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
 
     import pandas as pd
 

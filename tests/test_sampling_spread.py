@@ -1,5 +1,6 @@
 """benchmarks/sampling_spread.py: its resampled metrics are the protocol's, on the full set and on any resample."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -65,3 +66,23 @@ def test_bootstrap_sd_is_seeded_and_near_the_binomial_one():
     assert first == resampler.bootstrap_sd(200, seed=3)
     p = data[0]["comp_valid"].mean()
     assert first["comp_valid"] == pytest.approx(np.sqrt(p * (1 - p) / 400), rel=0.25)
+
+
+def _write_chunk(path, n, errors=None):
+    np.savez(path, struct=np.zeros((n, 2)), comp=np.ones((n, 3)),
+             errors=np.array(json.dumps(errors or [None] * n)), seconds=np.zeros(n))
+
+
+def test_saved_fingerprints_joins_chunks_in_offset_order_and_refuses_ambiguity(tmp_path):
+    store = tmp_path / "fingerprints"
+    store.mkdir()
+    _write_chunk(store / "chunk-500-bbb.npz", 2, ["ValueError: x", None])
+    _write_chunk(store / "chunk-0-aaa.npz", 500)
+    struct, comp, ok = sampling_spread.saved_fingerprints(tmp_path, 502)
+    assert struct.shape == (502, 2) and comp.shape == (502, 3)
+    assert ok.sum() == 501 and not ok[500]
+    with pytest.raises(SystemExit, match="record has 503"):
+        sampling_spread.saved_fingerprints(tmp_path, 503)
+    _write_chunk(store / "chunk-0-ccc.npz", 500)  # a stale chunk from another sample set at the same offset
+    with pytest.raises(SystemExit, match="several chunks share an offset"):
+        sampling_spread.saved_fingerprints(tmp_path, 502)

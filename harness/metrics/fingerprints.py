@@ -32,6 +32,7 @@ __all__ = [
     "fingerprint_structures_resumable",
     "featurizer_versions",
     "magpie_scaler",
+    "read_chunk",
     "scale_composition",
     "structure_fingerprint",
 ]
@@ -164,6 +165,18 @@ def _chunk_key(structures) -> str:
     return digest.hexdigest()[:20]
 
 
+def read_chunk(path) -> Fingerprints | None:
+    """One chunk file ``fingerprint_structures_resumable`` saved, or None when it is unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return Fingerprints(
+                saved["struct"], saved["comp"],
+                tuple(json.loads(str(saved["errors"]))), tuple(saved["seconds"].tolist()),
+            )
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def fingerprint_structures_resumable(
     structures,
     store,
@@ -186,16 +199,7 @@ def fingerprint_structures_resumable(
     for number, start in enumerate(range(0, len(structures), chunk), 1):
         part_structures = structures[start : start + chunk]
         path = store / f"chunk-{start}-{_chunk_key(part_structures)}.npz"
-        part = None
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as saved:
-                    part = Fingerprints(
-                        saved["struct"], saved["comp"],
-                        tuple(json.loads(str(saved["errors"]))), tuple(saved["seconds"].tolist()),
-                    )
-            except (OSError, ValueError, KeyError):
-                part = None  # a damaged chunk is recomputed
+        part = read_chunk(path) if path.exists() else None  # a damaged chunk reads as None and is recomputed
         if part is None or len(part) != len(part_structures):
             label = f"{desc} {number}/{n_chunks}" if n_chunks > 1 else desc
             part = fingerprint_structures(part_structures, executor=executor, timeout_s=timeout_s, desc=label)
