@@ -54,8 +54,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--train-split", default=None,
-                        help="split(s) the models trained on, joined by '+' (default: train, or val+train_partial "
-                             "on mp20, the splits present offline)")
+                        help="split(s) the models trained on, joined by '+' (default: the runs' model_trained_on)")
     parser.add_argument("--run", type=Path, action="append", default=[], help="a run folder (repeatable)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -67,7 +66,11 @@ def main(argv=None) -> int:
     from harness.protocol import SG_SYMPREC, SG_SYMPREC_TEST_SYMMCD
     from plugins._asymmetric.dataset import convert_split
 
-    train_split = args.train_split or ("val+train_partial" if args.dataset == "mp20" else "train")
+    run_dirs = [run_dir.resolve() for run_dir in args.run]
+    trained_on = {json.loads((d / "record.json").read_text())["splits"]["model_trained_on"] for d in run_dirs}
+    if args.train_split is None and len(trained_on) != 1:
+        parser.error(f"give --train-split: the runs name {sorted(map(str, trained_on)) or 'no'} training split(s)")
+    train_split = args.train_split or trained_on.pop()
     prior: list[int] = []
     tolerances: Counter = Counter()
     for name in train_split.split("+"):
@@ -85,8 +88,8 @@ def main(argv=None) -> int:
         "test_fine_vs_test_protocol": sg_jsd(test_fine, test_protocol),
     }
     runs = []
-    for run_dir in args.run:
-        numbers, info = run_samples(run_dir.resolve())
+    for run_dir in run_dirs:
+        numbers, info = run_samples(run_dir)
         info["space_groups"] = fractions(numbers)
         info["sg_jsd_recomputed"] = sg_jsd(numbers, test_protocol)
         info["sg_jsd_symmcd_recomputed"] = sg_jsd_symmcd(numbers, test_fine)
