@@ -90,10 +90,58 @@ class RelaxResult:
 
 @lru_cache(maxsize=2)
 def load_model(name: str = "0.3.0"):
-    """The CHGNet model ``name`` on CPU (cached per process)."""
+    """The CHGNet model ``name`` on the GPU when there is one, else the CPU (cached per process)."""
+    import torch
     from chgnet.model import CHGNet
 
-    return CHGNet.load(model_name=name, use_device="cpu", verbose=False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return CHGNet.load(model_name=name, use_device=device, verbose=False)
+
+
+def _energy_forces_stress(model, graphs: Sequence[Any]) -> list[dict]:
+    """CHGNet's ``predict_graph(task="efs")`` in one backward pass instead of two.
+
+    ``CHGNet._compute`` (0.3.0) takes forces and stresses with two ``autograd.grad`` calls that each build a
+    second-order graph (``create_graph=True``, needed only for training on forces). Inference needs neither: one
+    first-order gradient of the same total energy with respect to positions and strains gives the same numbers
+    (float32 rounding apart: measured ≤ 1e-6 relative) in about half the time on a CPU. The energy itself is
+    computed by CHGNet's own forward and is bit-identical.
+    """
+    import torch
+    from chgnet.model.model import BatchedGraph
+
+    model.eval()
+    device = next(model.parameters()).device
+    graphs = [g.to(device) for g in graphs]
+    composition = 0 if model.composition_model is None else model.composition_model(graphs)
+    batched = BatchedGraph.from_graphs(
+        graphs,
+        bond_basis_expansion=model.bond_basis_expansion,
+        angle_basis_expansion=model.angle_basis_expansion,
+        compute_stress=True,
+    )
+    pred = model._compute(batched)  # energy only, per atom when the model is intensive (as CHGNet 0.3.0 is)
+    energy = pred["e"]
+    total = energy * pred["atoms_per_graph"] if model.is_intensive else energy
+    n = len(graphs)
+    grads = torch.autograd.grad(total.sum(), [*batched.atom_positions, *batched.strains])
+    energy = (energy + composition).detach().cpu().numpy()
+    scale = 1 / batched.volumes * 160.21766208  # eV/Å^3 -> GPa, as CHGNet
+    return [
+        {
+            "e": energy[i],
+            "f": (-1 * grads[i]).detach().cpu().numpy(),
+            "s": (grads[n + i] * scale[i]).detach().cpu().numpy(),
+        }
+        for i in range(n)
+    ]
+
+
+def _predict_graphs(model, graphs: Sequence[Any], task: str) -> list[dict]:
+    if task == "efs":
+        return _energy_forces_stress(model, graphs)
+    preds = model.predict_graph(list(graphs), task=task, batch_size=len(graphs))
+    return preds if isinstance(preds, list) else [preds]
 
 
 def _error_text(exc: BaseException) -> str:
@@ -114,13 +162,12 @@ def _predict(model, structures: Sequence[Any], task: str, batch_size: int) -> li
     for start in range(0, len(graphs), batch_size):
         chunk, idx = graphs[start : start + batch_size], where[start : start + batch_size]
         try:
-            preds = model.predict_graph(chunk, task=task, batch_size=len(chunk))
-            preds = preds if isinstance(preds, list) else [preds]
+            preds = _predict_graphs(model, chunk, task)
         except Exception:
             preds = []
             for graph in chunk:  # isolate the one that fails
                 try:
-                    preds.append(model.predict_graph(graph, task=task))
+                    preds.append(_predict_graphs(model, [graph], task)[0])
                 except Exception as exc:
                     preds.append(_error_text(exc))
         for i, pred in zip(idx, preds):
