@@ -229,9 +229,79 @@ def resolve_record_path(path: str | Path) -> Path:
     return path / RECORD_NAME if path.is_dir() else path
 
 
-def write_report(record_path: str | Path, reference: pd.DataFrame | None) -> Report:
+def dataset_hull(record: dict[str, Any], data_dir: str | Path | None = None):
+    """(the dataset hull the record's E_hull was taken against, None) or (None, why not); never builds one."""
+    from harness.stability.reference import load_or_build_dataset_hull
+
+    hull_info = ((record.get("details") or {}).get("stability") or {}).get("hull") or {}
+    if not hull_info:
+        return None, "the record has no stability data"
+    if not hull_info.get("dataset"):
+        return None, f"the record's hull ({hull_info.get('name', 'unnamed')}) is not a dataset's own hull"
+    try:
+        hull = load_or_build_dataset_hull(hull_info["dataset"], data_dir=data_dir, progress=False, build=False)
+    except Exception as exc:  # no split files, no cached or shipped hull: the section is skipped, not the report
+        return None, f"the dataset hull is not available here ({type(exc).__name__}: {exc})"
+    if hull.sha256 != hull_info.get("sha256"):
+        return None, f"the hull available here ({hull.sha256[:12]}…) is not the record's ({hull_info.get('sha256')})"
+    return hull, None
+
+
+def hull_support(table: pd.DataFrame, hull) -> pd.Series:
+    """For each relaxed sample with an E_hull: how many dataset compounds (elemental references not counted) lie
+    in its chemical system, i.e. what its E_hull was measured against besides the elements."""
+    from pymatgen.core import Composition
+
+    from harness.stability.ondemand import ELEMENT_PREFIX
+
+    rows = table[table["e_hull"].notna()] if "e_hull" in table else table.iloc[0:0]
+    counts: dict[str, int] = {}
+
+    def compounds(formula: str) -> int:
+        elements = tuple(sorted(el.symbol for el in Composition(formula)))
+        key = "-".join(elements)
+        if key not in counts:
+            counts[key] = sum(1 for e in hull.chemsys_entries(elements) if not e.attribute.startswith(ELEMENT_PREFIX))
+        return counts[key]
+
+    return rows["formula"].map(compounds).rename("n_compounds")
+
+
+SUPPORT_BINS = ((0, 0, "none (elemental references only)"), (1, 4, "1–4"), (5, None, "5 or more"))
+
+
+def _hull_support_lines(table: pd.DataFrame, hull) -> list[str]:
+    support = hull_support(table, hull)
+    if support.empty:
+        return []
+    if "stable" in table:  # the record's flag: a relaxation that did not converge is not stable at any E_hull
+        stable = table.loc[support.index, "stable"].fillna(False).astype(bool)
+    else:
+        stable = table.loc[support.index, "e_hull"].astype(float) <= STABLE_EHULL
+    rows = []
+    for low, high, label in SUPPORT_BINS:
+        mask = (support >= low) & (support <= (high if high is not None else np.inf))
+        n, k = int(mask.sum()), int((mask & stable).sum())
+        rows.append([label, f"{n:,}", f"{k:,}", f"{k / n:.3f}" if n else MISSING])
+    from tabulate import tabulate
+
+    alone = int(((support == 0) & stable).sum())
+    return [
+        "## Hull support of the relaxed subset", "",
+        f"E_hull is taken against {hull.name} ({hull.size:,} entries): the dataset's own structures and the "
+        "elements. Where a chemical system holds few dataset compounds, being below that hull is a weak test; "
+        "a sample whose system holds none competes with the elemental references alone.", "",
+        tabulate(rows, headers=["dataset compounds in the sample's chemical system", "relaxed (with E_hull)",
+                                "stable", "stable rate"], tablefmt="github", disable_numparse=True), "",
+        f"{alone:,} of the {int(stable.sum()):,} stable samples sit in chemical systems without a dataset "
+        "compound.", "",
+    ]
+
+
+def write_report(record_path: str | Path, reference: pd.DataFrame | None, hull=None) -> Report:
     """Write the plots and ``report.md`` beside ``record_path``; ``reference`` holds the test split's properties
-    (``reference_properties``), or None to plot the samples alone."""
+    (``reference_properties``), or None to plot the samples alone; ``hull``, the dataset hull the record's E_hull
+    was taken against (``dataset_hull``), adds the hull-support table of the relaxed subset."""
     record_path = resolve_record_path(record_path)
     record = load_record(record_path)
     run_dir = record_path.parent
@@ -273,6 +343,8 @@ def write_report(record_path: str | Path, reference: pd.DataFrame | None) -> Rep
     reasons = _invalid_reasons(table)
     if reasons:
         lines += ["Most common reasons a sample is invalid (a sample may have several):", "", *reasons, ""]
+    if hull is not None and not ehull.empty:
+        lines += _hull_support_lines(table, hull)
     lines += ["## Plots", "",
               "Valid samples (all of them, not the 1,000-sample subset the Wasserstein distances use) against "
               "the test split.", ""]

@@ -91,3 +91,41 @@ def test_cli_writes_report_and_refuses_a_bad_record(tmp_path, capsys):
     bad.write_text('{"schema_version": 1}')
     assert bench_report(str(bad), "--no-reference") == 2
     assert "bad/record.json" in capsys.readouterr().err
+
+
+def test_hull_support_counts_the_dataset_compounds_each_relaxed_sample_competed_with(tmp_path):
+    from harness.stability.hull import ReferenceHull
+
+    entries = [("element:Na", "Na", -1.3), ("element:Cl", "Cl", -1.8), ("element:K", "K", -1.0),
+               ("element:F", "F", -1.9), ("train:1", "Na1 Cl1", -3.0), ("train:2", "Na1 Cl3", -2.0)]
+    hull = ReferenceHull("tiny-hull", "test", entries, {el: {} for el in ("Na", "Cl", "K", "F")})
+    table = per_sample_table(relaxed=10)
+    table.loc[5:, "formula"] = "KF"  # rows 5-9 relaxed in K-F, which holds no compound; 10+ not relaxed
+    table.loc[:9, "e_hull"] = [-0.1, 0.2, 0.0, 0.3, 0.4, -0.2, -0.05, 0.5, 0.6, 0.7]
+    table["stable"] = table["e_hull"] <= 0
+    table.loc[3, "e_hull"] = -0.3  # below the hull but not converged: the record's flag says not stable
+    support = report.hull_support(table, hull)
+    assert list(support.index) == list(range(10))
+    assert support.tolist() == [2] * 5 + [0] * 5
+    path = write_run(tmp_path / "results", make_record(metrics={"n_relaxed": 10}), table)
+    text = report.write_report(path, None, hull).markdown.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| none"))
+    assert [c.strip() for c in row.strip("|").split("|")][1:] == ["5", "2", "0.400"]
+    row = next(line for line in text.splitlines() if line.startswith("| 1–4"))
+    assert [c.strip() for c in row.strip("|").split("|")][1:] == ["5", "2", "0.400"]
+    assert "2 of the 4 stable samples sit in chemical systems without a dataset compound" in text
+    assert "Hull support" not in report.write_report(path, None).markdown.read_text()
+
+
+def test_dataset_hull_is_refused_for_another_hull_and_never_built(tiny_dataset, monkeypatch):
+    from harness.stability import reference
+
+    record = make_record()
+    assert report.dataset_hull(record)[0] is None  # no stability data
+    record["details"] = {"stability": {"hull": {"name": "mp-2023", "sha256": "ab" * 32}}}
+    hull, why = report.dataset_hull(record)
+    assert hull is None and "not a dataset's own hull" in why
+    monkeypatch.setattr(reference, "build_dataset_hull", lambda *a, **k: pytest.fail("must not build a hull"))
+    record["details"]["stability"]["hull"] = {"name": "tiny", "dataset": "tiny", "sha256": "ab" * 32}
+    hull, why = report.dataset_hull(record)
+    assert hull is None and "not available" in why

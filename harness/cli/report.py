@@ -39,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
             reference = report.reference_properties(record["dataset"], data_dir=args.data_dir)
         except DatasetError as exc:
             print(f"bench report: warning: no test split, plotting the samples alone: {exc}", file=sys.stderr)
+    hull, why = report.dataset_hull(record, data_dir=args.data_dir)
+    if hull is None and record.get("metrics", {}).get("n_relaxed"):
+        print(f"bench report: note: no hull-support table: {why}", file=sys.stderr)
     try:
-        result = report.write_report(record_path, reference)
+        result = report.write_report(record_path, reference, hull)
     except (OSError, KeyError) as exc:
         return fail(f"{record_path}: cannot build the report: {exc}")
     for path in (result.markdown, *result.plots):
