@@ -482,3 +482,35 @@ def test_hull_cli_export_writes_the_cached_hull_as_package_data(tiny_dataset, tm
     assert args.func(args) == 0
     assert shipped.load_shipped_hull("tiny", key, tmp_path / "out").sha256 == tiny_hull().sha256
     assert "(0 entries)" in capsys.readouterr().out
+
+
+def test_linear_program_hull_energy_equals_the_phase_diagram_and_handles_many_elements():
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
+    from harness.stability import hull as hull_module
+    from harness.stability.hull import lowest_energy_per_atom
+
+    rng = np.random.default_rng(0)
+    elements = ["Li", "Fe", "P", "O"]
+    entries = [PDEntry(Composition(el), -float(rng.uniform(1, 4))) for el in elements]
+    for _ in range(40):
+        amounts = rng.integers(0, 4, size=len(elements))
+        if amounts.sum() == 0:
+            continue
+        composition = Composition({el: int(a) for el, a in zip(elements, amounts) if a})
+        entries.append(PDEntry(composition, composition.num_atoms * -float(rng.uniform(2, 6))))
+    diagram = PhaseDiagram(entries)
+    for _ in range(25):
+        amounts = rng.integers(1, 6, size=len(elements))
+        composition = Composition(dict(zip(elements, amounts.tolist())))
+        assert lowest_energy_per_atom(entries, composition) == pytest.approx(
+            diagram.get_hull_energy_per_atom(composition), abs=1e-8)
+    # a hull answers a composition with more elements than DIAGRAM_MAX_ELEMENTS, through the linear program
+    many = ["H", "Li", "Be", "B", "C", "N", "O", "F", "Na", "Mg", "Al", "Si"]
+    assert len(many) > hull_module.DIAGRAM_MAX_ELEMENTS
+    big = ReferenceHull("many", "test", [(f"element:{el}", el, -1.0) for el in many] + [("c:1", "Na1 F1", -3.0)],
+                        {el: {} for el in many})
+    composition = Composition({el: 1 for el in many})
+    e_hull, error = big.e_above_hull(composition, -1.0)
+    # the hull at one atom of each element: 10 atoms as elements at -1 eV/atom, Na and F as NaF at -3 eV/atom
+    assert error is None and e_hull == pytest.approx(-1.0 - (-(10 * 1.0 + 2 * 3.0) / 12), abs=1e-9)

@@ -41,6 +41,39 @@ class HullError(RuntimeError):
     """A hull file is missing, of an unknown format, or fails its hash check."""
 
 
+# Above this many elements a chemical system's hull energy comes from a linear program, not a phase diagram: qhull
+# in 11+ dimensions over thousands of entries does not finish (a generated 15-element MP-20 sample stalled a run).
+# Records evaluated so far never exceeded 10 elements, so their E_hull values are untouched.
+DIAGRAM_MAX_ELEMENTS = 10
+
+
+def lowest_energy_per_atom(entries: Sequence[Any], composition) -> float:
+    """The lower convex envelope of ``entries`` (energy per atom over composition) at ``composition``.
+
+    The same quantity as ``PhaseDiagram.get_hull_energy_per_atom``: min sum_j x_j e_j over x_j >= 0 with
+    sum_j x_j c_j = c (c_j, c: atomic fractions over the system's elements; sum_j x_j = 1 follows). A linear
+    program (HiGHS) whose cost grows with the number of entries, not combinatorially with the dimension.
+    """
+    import numpy as np
+    from scipy.optimize import linprog
+
+    elements = sorted({el.symbol for el in composition})
+    column = {el: i for i, el in enumerate(elements)}
+    a = np.zeros((len(elements), len(entries)))
+    cost = np.empty(len(entries))
+    for j, entry in enumerate(entries):
+        amounts = entry.composition.get_el_amt_dict()
+        total = sum(amounts.values())
+        for el, amount in amounts.items():
+            a[column[el], j] = amount / total
+        cost[j] = entry.energy_per_atom
+    target = np.array([composition.get_atomic_fraction(el) for el in elements])
+    result = linprog(cost, A_eq=a, b_eq=target, bounds=(0, None), method="highs")
+    if result.status != 0:
+        raise ValueError(f"hull energy linear program failed: {result.message}")
+    return float(result.fun)
+
+
 def _chemsys(elements: Iterable[str]) -> str:
     return "-".join(sorted(set(elements)))
 
@@ -105,18 +138,36 @@ class ReferenceHull(_Described):
         """The ``PDEntry`` of every entry whose elements are a subset of ``elements`` (``attribute`` = entry id)."""
         members = sorted(set(elements))
         pool = []
+        if 2 ** len(members) > 4 * len(self._by_chemsys):  # many elements: test each stored system instead
+            allowed = set(members)
+            for key, entries in self._by_chemsys.items():
+                if allowed.issuperset(key.split("-")):
+                    pool.extend(entries)
+            return pool
         for size in range(1, len(members) + 1):
             for subset in combinations(members, size):
                 pool.extend(self._by_chemsys.get("-".join(subset), ()))
         return pool
+
+    def _pool(self, elements: Sequence[str]) -> list:
+        """The entries of the chemical system of ``elements`` (with the energies this hull uses)."""
+        return self.chemsys_entries(elements)
 
     def _diagram(self, elements: Sequence[str]):
         from pymatgen.analysis.phase_diagram import PhaseDiagram
 
         key = _chemsys(elements)
         if key not in self._diagrams:
-            self._diagrams[key] = PhaseDiagram(self.chemsys_entries(elements))
+            self._diagrams[key] = PhaseDiagram(self._pool(elements))
         return self._diagrams[key]
+
+    def hull_energy_per_atom(self, composition) -> float:
+        """The hull's energy per atom at ``composition``: a phase diagram of its chemical system up to
+        ``DIAGRAM_MAX_ELEMENTS`` elements, the equivalent linear program above (see ``lowest_energy_per_atom``)."""
+        elements = [el.symbol for el in composition]
+        if len(elements) > DIAGRAM_MAX_ELEMENTS:
+            return lowest_energy_per_atom(self._pool(elements), composition)
+        return float(self._diagram(elements).get_hull_energy_per_atom(composition))
 
     def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:
         """(E_hull in eV/atom, None), or (None, reason) when the composition cannot be placed on this hull."""
@@ -124,8 +175,7 @@ class ReferenceHull(_Described):
         if missing:
             return None, f"no reference for element(s) {', '.join(missing)}"
         try:
-            diagram = self._diagram([el.symbol for el in composition])
-            return float(energy_per_atom - diagram.get_hull_energy_per_atom(composition)), None
+            return float(energy_per_atom - self.hull_energy_per_atom(composition)), None
         except Exception as exc:  # a degenerate sub-hull must not stop a run
             return None, f"{type(exc).__name__}: {exc}"[:300]
 

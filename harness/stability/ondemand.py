@@ -302,20 +302,29 @@ class RelaxedReferenceHull:
         self._prepared.update(systems)
         self._diagrams.clear()  # a cached diagram may predate entries resolved just now
 
+    def _pool(self, elements: Sequence[str]) -> list:
+        """The base hull's entries of this chemical system, each at min(static, relaxed) where relaxed."""
+        from pymatgen.analysis.phase_diagram import PDEntry
+
+        pool = []
+        for entry in self.base.chemsys_entries(elements):
+            energy = self.relaxed.get(entry.attribute)
+            if energy is not None:
+                n = entry.composition.num_atoms
+                entry = PDEntry(entry.composition, energy * n, name=entry.name, attribute=entry.attribute)
+            pool.append(entry)
+        return pool
+
     def _diagram(self, elements: Sequence[str]):
-        from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
 
         key = _chemsys(elements)
         if key not in self._diagrams:
-            pool = []
-            for entry in self.base.chemsys_entries(elements):
-                energy = self.relaxed.get(entry.attribute)
-                if energy is not None:
-                    n = entry.composition.num_atoms
-                    entry = PDEntry(entry.composition, energy * n, name=entry.name, attribute=entry.attribute)
-                pool.append(entry)
-            self._diagrams[key] = PhaseDiagram(pool)
+            self._diagrams[key] = PhaseDiagram(self._pool(elements))
         return self._diagrams[key]
+
+    def hull_energy_per_atom(self, composition) -> float:
+        return ReferenceHull.hull_energy_per_atom(self, composition)
 
     def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:
         """(E_hull in eV/atom, None) against the relaxed references, or (None, reason); prepares lazily."""
