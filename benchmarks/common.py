@@ -17,3 +17,16 @@ def quantiles(values, thresholds=(0.0, 0.025, 0.1)) -> dict:
         **{k: round(float(v), 4) for k, v in zip(("min", "p5", "p25", "median", "p75", "p95", "max"), q, strict=True)},
         **{f"frac_le_{t:g}": round(float((arr <= t).mean()), 4) for t in thresholds},
     }
+
+
+def record_header(benchmark: str, script: str, argv, run_dir, record: dict, repo) -> dict:
+    """The opening keys of a benchmark's output about one record: what ran, on which record and run."""
+    import sys
+
+    return {
+        "benchmark": benchmark,
+        "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "record": str(run_dir.relative_to(repo)) if run_dir.is_relative_to(repo) else str(run_dir),
+        "run_id": record["run_id"],
+        "dataset": record["dataset"],
+    }

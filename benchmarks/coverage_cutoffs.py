@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
+    from common import record_header
     from sampling_spread import saved_fingerprints
 
     from harness.datasets import load_split
@@ -92,11 +93,8 @@ def main(argv=None) -> int:
                              f"{record['metrics'][key]}")
     rows[0]["protocol"] = True
     out = {
-        "benchmark": "a record's coverage at the protocol's and at other cutoffs",
-        "command": "python benchmarks/coverage_cutoffs.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "record": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
-        "run_id": record["run_id"],
-        "dataset": dataset,
+        **record_header("a record's coverage at the protocol's and at other cutoffs", "coverage_cutoffs.py", argv,
+                        run_dir, record, REPO),
         "plugin": record["plugin"]["name"],
         "n_samples": record["n_samples"],
         "n_fingerprinted": int(np.count_nonzero(fp_ok)),

@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import pandas as pd
+    from common import record_header
 
     from harness.datasets import load_split
     from harness.metrics.reference import reference_features
@@ -181,11 +182,8 @@ def main(argv=None) -> int:
             "z": round(gap / (np.sqrt(2) * spread[key]), 2) if spread[key] > 0 else None,
         }
     out = {
-        "benchmark": "bootstrap spread of validity and coverage over a record's samples",
-        "command": "python benchmarks/sampling_spread.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "record": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
-        "run_id": record["run_id"],
-        "dataset": dataset,
+        **record_header("bootstrap spread of validity and coverage over a record's samples", "sampling_spread.py",
+                        argv, run_dir, record, REPO),
         "n_samples": n,
         "n_fingerprinted": int(fp_ok.sum()),
         "n_reference": resampler.n_ref,
