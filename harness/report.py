@@ -252,16 +252,17 @@ def hull_support(table: pd.DataFrame, hull) -> pd.Series:
     in its chemical system, i.e. what its E_hull was measured against besides the elements."""
     from pymatgen.core import Composition
 
+    from harness.stability.hull import _chemsys
     from harness.stability.ondemand import ELEMENT_PREFIX
 
     rows = table[table["e_hull"].notna()] if "e_hull" in table else table.iloc[0:0]
     counts: dict[str, int] = {}
 
     def compounds(formula: str) -> int:
-        elements = tuple(sorted(el.symbol for el in Composition(formula)))
-        key = "-".join(elements)
+        key = _chemsys(el.symbol for el in Composition(formula))
         if key not in counts:
-            counts[key] = sum(1 for e in hull.chemsys_entries(elements) if not e.attribute.startswith(ELEMENT_PREFIX))
+            entries = hull.chemsys_entries(key.split("-"))
+            counts[key] = sum(1 for e in entries if not e.attribute.startswith(ELEMENT_PREFIX))
         return counts[key]
 
     return rows["formula"].map(compounds).rename("n_compounds")
