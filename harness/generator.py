@@ -53,6 +53,7 @@ class Generator(ABC):
 
     name: str = ""
     version: str = "0"
+    progress: bool = True  # whether the generator's own progress bars show; the runner sets it from --no-progress
 
     def __init__(self, dataset: str):
         self.dataset = dataset

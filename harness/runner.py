@@ -86,6 +86,7 @@ def generate(generator, n: int, seed: int, batch_size: int, work_dir: Path, prog
     samples: list[Sample] = []
     seconds = 0.0
     n_batches = (n + batch_size - 1) // batch_size
+    generator.progress = progress  # a generator's own bars (SymmCD's denoising steps) follow the runner's
     with tqdm(total=n, desc=f"sampling {generator.name}", unit="sample", disable=not progress) as bar:
         for batch in range(n_batches):
             start, count = batch * batch_size, min(batch_size, n - batch * batch_size)

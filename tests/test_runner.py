@@ -119,3 +119,22 @@ def test_records_with_unknown_schema_or_extra_metrics_are_refused(tiny_dataset, 
     record["metrics"]["made_up"] = 1.0
     with pytest.raises(RecordError, match="made_up"):
         validate(record)
+
+
+class Chatty(Flaky):
+    """Samples and remembers whether its own progress bars were allowed to show."""
+
+    seen_progress: list = []
+
+    def sample(self, n, seed, batch_size):
+        Chatty.seen_progress.append(self.progress)
+        from tests.conftest import rocksalt
+
+        return [rocksalt()] * n
+
+
+def test_no_progress_reaches_the_generators_own_bars(tiny_dataset, tmp_path):
+    generator = Chatty("tiny")
+    generate(generator, 3, 0, 3, tmp_path / "quiet", progress=False)
+    generate(generator, 3, 0, 3, tmp_path / "loud", progress=True)
+    assert Chatty.seen_progress == [False, True]
