@@ -205,15 +205,18 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
 
 
 REASON_COLUMNS = ("invalid_reason", "validity_reason")  # construction failures; failed validity checks
+NOT_CONSTRUCTED = re.compile(r"^not constructed: ")
 
 
 def _invalid_reasons(table: pd.DataFrame, limit: int = 8) -> list[str]:
     """The most common reasons samples are invalid, numbers masked so that "atoms 0.31 Å apart" groups."""
     invalid = table[~table["valid"].fillna(False).astype(bool)] if "valid" in table else table
     parts = []
-    for column in (c for c in REASON_COLUMNS if c in invalid):
-        for reason in invalid[column].dropna().astype(str):
-            parts += [re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "…", p.strip()) for p in reason.split("; ") if p.strip()]
+    columns = [c for c in REASON_COLUMNS if c in invalid]
+    for row in invalid[columns].itertuples(index=False):
+        # A sample that was never built carries its reason twice ("X", and "not constructed: X"): count it once.
+        reasons = {NOT_CONSTRUCTED.sub("", p.strip()) for r in row if isinstance(r, str) for p in r.split("; ")}
+        parts += sorted(re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "…", r) for r in reasons if r)
     if not parts:
         return []
     counts = pd.Series(parts).value_counts().sort_index().sort_values(ascending=False, kind="stable")

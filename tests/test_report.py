@@ -129,3 +129,17 @@ def test_dataset_hull_is_refused_for_another_hull_and_never_built(tiny_dataset, 
     record["details"]["stability"]["hull"] = {"name": "tiny", "dataset": "tiny", "sha256": "ab" * 32}
     hull, why = report.dataset_hull(record)
     assert hull is None and "not available" in why
+
+
+def test_invalid_reasons_count_a_sample_that_was_never_built_once():
+    table = pd.DataFrame({
+        "valid": [False, False, False, True],
+        "invalid_reason": ["generator returned no structure", None, None, None],
+        "validity_reason": ["not constructed: generator returned no structure",
+                            "atoms 0.31 Å apart (< 0.5); not charge balanced (SMACT)", "not charge balanced (SMACT)", None],
+    })
+    assert report._invalid_reasons(table) == [
+        "- 2 × not charge balanced (SMACT)",
+        "- 1 × atoms … Å apart (< …)",
+        "- 1 × generator returned no structure",
+    ]
