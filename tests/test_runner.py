@@ -124,10 +124,12 @@ def test_records_with_unknown_schema_or_extra_metrics_are_refused(tiny_dataset, 
 class Chatty(Flaky):
     """Samples and remembers whether its own progress bars were allowed to show."""
 
-    seen_progress: list = []
+    def __init__(self, dataset):
+        super().__init__(dataset)
+        self.seen_progress = []
 
     def sample(self, n, seed, batch_size):
-        Chatty.seen_progress.append(self.progress)
+        self.seen_progress.append(self.progress)
         from tests.conftest import rocksalt
 
         return [rocksalt()] * n
@@ -137,4 +139,4 @@ def test_no_progress_reaches_the_generators_own_bars(tiny_dataset, tmp_path):
     generator = Chatty("tiny")
     generate(generator, 3, 0, 3, tmp_path / "quiet", progress=False)
     generate(generator, 3, 0, 3, tmp_path / "loud", progress=True)
-    assert Chatty.seen_progress == [False, True]
+    assert generator.seen_progress == [False, True]
