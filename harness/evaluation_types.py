@@ -9,6 +9,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from pymatgen.core import Structure
 
+# How a family's per-sample reason restates a Sample's own ``reason`` when it was never built.
+NOT_CONSTRUCTED_PREFIX = "not constructed: "
+
 
 @dataclass(frozen=True)
 class Sample:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX
 from harness.io import atomic_write, atomic_write_text
 from harness.leaderboard import METRIC_COLUMNS, MISSING, REPORT_NAME, format_value
 from harness.protocol import METASTABLE_EHULL, SG_SYMPREC, STABLE_EHULL
@@ -205,7 +206,6 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
 
 
 REASON_COLUMNS = ("invalid_reason", "validity_reason")  # construction failures; failed validity checks
-NOT_CONSTRUCTED = re.compile(r"^not constructed: ")
 
 
 def _invalid_reasons(table: pd.DataFrame, limit: int = 8) -> list[str]:
@@ -215,7 +215,7 @@ def _invalid_reasons(table: pd.DataFrame, limit: int = 8) -> list[str]:
     columns = [c for c in REASON_COLUMNS if c in invalid]
     for row in invalid[columns].itertuples(index=False):
         # A sample that was never built carries its reason twice ("X", and "not constructed: X"): count it once.
-        reasons = {NOT_CONSTRUCTED.sub("", p.strip()) for r in row if isinstance(r, str) for p in r.split("; ")}
+        reasons = {p.strip().removeprefix(NOT_CONSTRUCTED_PREFIX) for r in row if isinstance(r, str) for p in r.split("; ")}
         parts += sorted(re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "…", r) for r in reasons if r)
     if not parts:
         return []

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.evaluation_types import FamilyResult, Sample
+from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX, FamilyResult, Sample
 from harness.metrics import coverage as cov
 from harness.metrics import distributions as dist
 from harness.metrics import symmetry as sym
@@ -61,7 +61,7 @@ def describe_sample(structure) -> dict:
 def _validity_reason(row: dict) -> str | None:
     reasons = []
     if row.get("construct_error"):
-        return f"not constructed: {row['construct_error']}"
+        return f"{NOT_CONSTRUCTED_PREFIX}{row['construct_error']}"
     if row.get("describe_error"):
         reasons.append(f"analysis failed: {row['describe_error']}")
     elif not row["struct_valid"]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.evaluation_types import FamilyResult, Sample
+from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX, FamilyResult, Sample
 from harness.io import atomic_write_json, sha256_text
 from harness.protocol import METASTABLE_EHULL, STABLE_EHULL
 from harness.stability.relax import VOLUME_PER_ATOM_BOUNDS, RelaxResult, RelaxSettings, relax_batched
@@ -133,7 +133,7 @@ def _score(sample: Sample, result: RelaxResult | None, hull) -> dict[str, Any]:
         "stability_error": None,
     }
     if not sample.constructed:
-        row["stability_error"] = f"not constructed: {sample.reason}"
+        row["stability_error"] = f"{NOT_CONSTRUCTED_PREFIX}{sample.reason}"
         return row
     if result is None:
         row["stability_error"] = "relaxation did not finish (worker died or was killed)"
