@@ -19,10 +19,9 @@ class SymmCDGenerator(AsymmetricGenerator):
     training_module = "plugins.symmcd.training"
     label = "SymmCD"
 
-    def __init__(self, dataset: str, corrector_step: float | None = None, progress: bool = True):
+    def __init__(self, dataset: str, corrector_step: float | None = None):
         super().__init__(dataset)
         self.corrector_step = corrector_step  # None: the preset's
-        self.progress = progress
 
     def sample(self, n: int, seed: int, batch_size: int = 256) -> list:
         """``n`` structures (``None`` where one could not be built); identical for equal (n, seed, batch_size).
