@@ -221,6 +221,8 @@ class _Job:
         from ase import filters, optimize
         from pymatgen.io.ase import AseAtomsAdaptor
 
+        from harness.stability import cellmath
+
         self.key = key
         self.start = time.perf_counter()
         self.atoms = AseAtomsAdaptor().get_atoms(structure)
@@ -229,6 +231,8 @@ class _Job:
                 del self.atoms.arrays[name]
         self.atoms.calc = _cached_calculator_class()()
         target = getattr(filters, settings.cell_filter)(self.atoms) if relax_cell else self.atoms
+        if relax_cell:
+            cellmath.install(target)
         self.optimizer = getattr(optimize, settings.optimizer)(target, logfile=None)
         self.optimizer.fmax = settings.fmax
         self.steps = 0
