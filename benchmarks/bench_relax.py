@@ -1,6 +1,7 @@
 """CHGNet relaxation benchmarks and the stability family's sanity checks on a real dataset.
 
     python benchmarks/bench_relax.py throughput --n 50        # batched FIRE vs StructOptimizer, same structures
+    python benchmarks/bench_relax.py throughput --scipy-cell-math  # also batched with scipy's 3×3 matrix functions
     python benchmarks/bench_relax.py validate --dataset perov5 # test on hull, train not novel, perturbed less stable
 
 Both run single-threaded (torch and BLAS) and write JSON under results/benchmarks/.
@@ -36,10 +37,15 @@ def _cpu_seconds() -> float:
 def _machine() -> dict:
     import torch
 
-    from harness.provenance import hardware, package_versions
+    from harness.provenance import git_state, hardware, package_versions
 
-    return {**hardware(), "packages": package_versions(), "torch_threads": torch.get_num_threads(),
-            "load_avg_at_end": os.getloadavg()}
+    return {
+        **hardware(),
+        "packages": package_versions(),
+        "git": git_state(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_at_end": os.getloadavg(),
+    }
 
 
 def _pick(split, n: int, seed: int):
@@ -76,6 +82,20 @@ def throughput(args) -> dict:
         )
         runs[f"batched_bs{batch_size}"] = _summary(results, wall, cpu, settings)
         print(json.dumps({k: v for k, v in runs[f"batched_bs{batch_size}"].items() if k != "per_structure"}))
+    if args.scipy_cell_math:
+        from harness.stability import cellmath
+
+        settings = RelaxSettings(batch_size=args.batch_sizes[0])
+        install = cellmath.install
+        cellmath.install = lambda cell_filter: False  # the filter keeps scipy's logm and expm_frechet
+        try:
+            results, wall, cpu = _timed(
+                lambda: relax_batched(structures, settings, progress=True, desc="batched, scipy cell math")
+            )
+        finally:
+            cellmath.install = install
+        runs["batched_scipy_cell_math"] = _summary(results, wall, cpu, settings)
+        print(json.dumps({k: v for k, v in runs["batched_scipy_cell_math"].items() if k != "per_structure"}))
     settings = RelaxSettings()
     from chgnet.model import StructOptimizer
 
@@ -92,22 +112,26 @@ def throughput(args) -> dict:
         run["speedup_wall_vs_struct_optimizer"] = round(base["wall_s"] / run["wall_s"], 2)
         run["speedup_cpu_vs_struct_optimizer"] = round(base["cpu_s"] / run["cpu_s"], 2)
     batched = runs[f"batched_bs{args.batch_sizes[0]}"]["per_structure"]
-    diffs = [
-        abs(a["energy_per_atom"] - b["energy_per_atom"])
-        for a, b in zip(batched, base["per_structure"])
-        if a["energy_per_atom"] is not None and b["energy_per_atom"] is not None
-    ]
-    out["agreement"] = {
-        "max_abs_energy_diff_ev_per_atom": max(diffs) if diffs else None,
-        "median_abs_energy_diff_ev_per_atom": statistics.median(diffs) if diffs else None,
-        "same_step_count_fraction": sum(
-            a["steps"] == b["steps"] for a, b in zip(batched, base["per_structure"])
-        )
-        / len(batched),
-    }
+    out["agreement"] = _agreement(batched, base["per_structure"])
+    if "batched_scipy_cell_math" in runs:
+        out["cell_math_agreement"] = _agreement(batched, runs["batched_scipy_cell_math"]["per_structure"])
     out["runs"] = runs
     out["machine"] = _machine()
     return out
+
+
+def _agreement(first: list[dict], second: list[dict]) -> dict:
+    """Final energies and step counts of two relaxations of the same structures, compared."""
+    diffs = [
+        abs(a["energy_per_atom"] - b["energy_per_atom"])
+        for a, b in zip(first, second)
+        if a["energy_per_atom"] is not None and b["energy_per_atom"] is not None
+    ]
+    return {
+        "max_abs_energy_diff_ev_per_atom": max(diffs) if diffs else None,
+        "median_abs_energy_diff_ev_per_atom": statistics.median(diffs) if diffs else None,
+        "same_step_count_fraction": sum(a["steps"] == b["steps"] for a, b in zip(first, second)) / len(first),
+    }
 
 
 def _summary(results, wall: float, cpu: float, settings) -> dict:
@@ -239,6 +263,11 @@ def main(argv=None) -> int:
     t = sub.add_parser("throughput")
     t.add_argument("--n", type=int, default=50)
     t.add_argument("--batch-sizes", type=int, nargs="+", default=[32])
+    t.add_argument(
+        "--scipy-cell-math",
+        action="store_true",
+        help="also time the first batch size with scipy's logm/expm_frechet in the cell filter",
+    )
     v = sub.add_parser("validate")
     v.add_argument("--n-test", type=int, default=200)
     v.add_argument("--n-train", type=int, default=100)
