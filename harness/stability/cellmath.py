@@ -5,8 +5,8 @@ scipy's ``logm`` and ``expm_frechet`` handle matrices of any size and spend abou
 for the 5-atom Perov-5 cells that was half of a batched relaxation's time, more than CHGNet itself. A diagonalisable
 3×3 matrix needs one ``numpy.linalg.eig``: log F = V log(Λ) V⁻¹, and the Fréchet derivative of exp at A = V Λ V⁻¹ in
 direction E is V (D ∘ V⁻¹ E V) V⁻¹ with D the divided differences of exp over the eigenvalues (Daleckii–Krein).
-Where the eigenvectors are ill-conditioned, or a real eigenvalue is not positive, scipy's own routine is used, so
-the results agree with scipy's to float rounding (tested in ``tests/test_cellmath.py``).
+Where the eigenvectors are ill-conditioned, the decomposition's residual is off, or a real eigenvalue is not positive,
+scipy's own routine is used; elsewhere the results agree with scipy's within 1e-9 (``tests/test_cellmath.py``).
 """
 
 from __future__ import annotations
