@@ -25,7 +25,7 @@ class EvaluationRequest:
     stability: bool = True
     n_relax: int = 100
     novelty_split: str | None = "train"
-    hull: Path | None = None
+    hull: str | None = None  # "mp" (protocol default when None), "dataset", or a hull file's path
     hull_sha256: str | None = None  # pins the --hull file (else $XTALBENCH_HULL_SHA256)
     data_dir: Path | None = None
     workers: int | None = None
@@ -64,6 +64,18 @@ def merge_tables(base: pd.DataFrame, *tables: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
+def novelty_split_name(dataset: str, split: str | None) -> str:
+    """The split(s) novelty is judged against: ``split`` (default ``train``) with the protocol's substitutes."""
+    from harness.protocol import NOVELTY_SUBSTITUTES
+
+    parts: list[str] = []
+    for part in (split or "train").split("+"):
+        part = NOVELTY_SUBSTITUTES.get((dataset, part), part)
+        if part and part not in parts:
+            parts.append(part)
+    return "+".join(parts)
+
+
 def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Path | None = None) -> Evaluation:
     """Run every metric family the request asks for; missing families leave their keys ``None``."""
     from harness import metrics as metric_family
@@ -73,7 +85,8 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
     novelty = None
     if request.stability:
         # Fail before the long work starts: novelty needs a training split, and a missing one is refused by name.
-        novelty = load_split(request.dataset, request.novelty_split or "train", request.data_dir)
+        novelty = load_split(request.dataset, novelty_split_name(request.dataset, request.novelty_split),
+                             request.data_dir)
 
     values: dict[str, Any] = {key: None for key in METRIC_KEYS}
     details: dict[str, Any] = {}
@@ -90,7 +103,7 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
 
         stab = stability.evaluate(
             samples, dataset=request.dataset, train=novelty, n_relax=request.n_relax, seed=request.eval_seed,
-            hull_path=request.hull, hull_sha256=request.hull_sha256, work_dir=(work_dir / "stability") if work_dir else None,
+            hull=request.hull, hull_sha256=request.hull_sha256, work_dir=(work_dir / "stability") if work_dir else None,
             data_dir=request.data_dir, workers=request.workers, progress=request.progress,
         )
         values.update(stab.metrics)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 DATA_ENV = "XTALBENCH_DATA"
 CACHE_ENV = "XTALBENCH_CACHE"
+REFERENCE_ENV = "XTALBENCH_REFERENCE"
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -18,6 +19,21 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("xtalbench")) / "datasets"
+
+
+def reference_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The Materials Project reference files: the argument, $XTALBENCH_REFERENCE, ``reference/mp`` beside the data
+    directory when it exists, else a per-user folder."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if os.environ.get(REFERENCE_ENV):
+        return Path(os.environ[REFERENCE_ENV]).expanduser().resolve()
+    beside = data_dir().parent / "reference" / "mp"
+    if beside.exists():
+        return beside
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("xtalbench")) / "reference" / "mp"
 
 
 def cache_dir(sub: str = "") -> Path:

@@ -9,7 +9,12 @@ from types import MappingProxyType
 # 1.1: the offline hull's dataset references are relaxed with the samples' CHGNet settings before E_hull is taken
 #      (harness/stability/ondemand.py); 1.0 compared relaxed samples with statically scored references.
 #      Only stable_rate, metastable_rate and sun_rate (and the costs derived from them) can differ.
-PROTOCOL_VERSION = "1.1"
+# 1.2: E_hull against a Materials Project hull by default (harness/stability/mp_reference.py): formation energies
+#      of MP (Matbench mp_e_form) with MP's elemental references, the sample's relaxed CHGNet energy placed on it as
+#      calibrated in results/benchmarks/mp_hull_calibration.json; the dataset's own hull stays as --hull dataset.
+#      MP-20 novelty is judged against val + train_recovered (4,590 of the 27,136 training structures).
+#      Only stable_rate, metastable_rate, novel_rate, sun_rate and the costs derived from them can differ.
+PROTOCOL_VERSION = "1.2"
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,11 @@ SG_SYMPREC = 0.1
 SG_SYMPREC_TEST_SYMMCD = 0.01  # pymatgen get_space_group_info() default, as SymmCD's script uses
 
 # Stability.
+DEFAULT_HULL = "mp"  # harness/stability/mp_reference.py; "dataset" is the dataset's own CHGNet hull (1.0-1.1)
+# Where a dataset's full training split is missing here, novelty uses these known training-side structures instead
+# of the named split (a superset of it); the record says how many of the training split were known.
+NOVELTY_SUBSTITUTES = MappingProxyType({("mp20", "train_partial"): "train_recovered"})
+TRAIN_SPLIT_SIZES = MappingProxyType({"mp20": 27_136, "carbon24": 6_091, "perov5": 11_356})
 STABLE_EHULL = 0.0  # eV/atom
 METASTABLE_EHULL = 0.1  # eV/atom
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,7 +243,7 @@ def test_evaluate_end_to_end_with_resume(tmp_path, monkeypatch):
         train=train,
         n_relax=100,
         seed=0,
-        hull_path=hull_path,
+        hull=hull_path,
         work_dir=tmp_path / "work",
         progress=False,
     )
@@ -382,7 +381,7 @@ def test_evaluate_relaxes_dataset_references_in_one_batch(tiny_dataset, tmp_path
     hull_path.write_text(json.dumps(ReferenceHull("tiny", "test", entries, elements, info=info).to_json()))
     calls = _spy_reference_relaxations(monkeypatch)
     samples = [Sample(0, primitive(test.structures[0])), Sample(1, primitive(test.structures[5]))]
-    kwargs = dict(dataset="tiny", train=tiny_split([cscl()]), n_relax=10, seed=0, hull_path=hull_path, progress=False)
+    kwargs = dict(dataset="tiny", train=tiny_split([cscl()]), n_relax=10, seed=0, hull=hull_path, progress=False)
     result = stability.evaluate(samples, **kwargs)
     assert calls == [["test:tiny-0", "test:tiny-5"]]  # both systems' references in one batched call
     relaxation = result.info["hull"]["reference_relaxation"]
@@ -406,7 +405,12 @@ def test_hull_sha256_option_pins_the_hull_file(tmp_path, monkeypatch):
     digest = "AB" * 32
     args = parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny", "--hull", "mp.pkl.gz", "--hull-sha256", digest])
     request = evaluation_request(args)
-    assert request.hull_sha256 == digest.lower() and request.hull == Path("mp.pkl.gz")
+    assert request.hull_sha256 == digest.lower() and request.hull == "mp.pkl.gz"
+    # The named hulls need no pin, and take none.
+    assert evaluation_request(parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny"])).hull is None
+    with pytest.raises(SystemExit):
+        evaluation_request(parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny", "--hull", "dataset",
+                                              "--hull-sha256", digest]))
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "s.extxyz", "--dataset", "tiny", "--hull-sha256", "xyz"])
     with pytest.raises(SystemExit):

@@ -24,7 +24,10 @@ def add_evaluation_args(parser: argparse.ArgumentParser, stability_default: bool
     group.add_argument("--stability", dest="stability", action="store_true", default=stability_default,
                        help="relax a seeded subset with CHGNet and compute S.U.N." + (" (default)" if stability_default else ""))
     group.add_argument("--no-stability", dest="stability", action="store_false", help="skip stability and S.U.N.")
-    parser.add_argument("--hull", type=Path, default=None, help="a Materials Project phase diagram file (else the dataset's own hull)")
+    parser.add_argument("--hull", default=None,
+                        help="reference hull for E_hull: 'mp' (default: the shipped Materials Project hull), "
+                             "'dataset' (the dataset's own structures scored by CHGNet), or a hull file "
+                             "(xtalbench JSON, or Matbench Discovery's MP phase-diagram pickle)")
     parser.add_argument("--hull-sha256", type=_sha256_arg, default=None,
                         help="sha256 the --hull file must have (pins a release xtalbench does not know; "
                              "else $XTALBENCH_HULL_SHA256)")
@@ -41,7 +44,7 @@ def _sha256_arg(text: str) -> str:
 
 
 def evaluation_request(args, n_relax: int = 100) -> EvaluationRequest:
-    if getattr(args, "hull_sha256", None) and args.hull is None:
+    if getattr(args, "hull_sha256", None) and args.hull in (None, "mp", "dataset"):
         raise SystemExit(fail("--hull-sha256 pins the file given with --hull; there is none"))
     return EvaluationRequest(
         dataset=args.dataset, eval_seed=args.eval_seed, stability=args.stability, n_relax=n_relax,

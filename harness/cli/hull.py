@@ -20,8 +20,16 @@ def register(subparsers) -> None:
     )
     export.add_argument("--out-dir", type=Path, default=None, help="default: harness/data/hulls/")
     for sub in (build, show, export):
-        sub.add_argument("--dataset", required=True)
+        sub.add_argument("--dataset", default=None, help="the dataset whose own hull (--hull dataset) is meant")
+        sub.add_argument("--hull", choices=("dataset", "mp"), default="dataset",
+                         help="'dataset' (its structures scored by CHGNet) or 'mp' (the Materials Project "
+                              "formation-energy hull, the protocol's default)")
         sub.add_argument("--data-dir", default=None)
+    build.add_argument("--reference-dir", default=None,
+                       help="--hull mp: folder of the MP source files (default $XTALBENCH_REFERENCE, else "
+                            "reference/mp beside the data directory)")
+    build.add_argument("--from-matminer", action="store_true",
+                       help="--hull mp: take the formation energies from matminer's download (needs network)")
     build.add_argument(
         "--summary",
         type=Path,
@@ -81,10 +89,60 @@ def _print(summary_obj: dict) -> None:
         )
 
 
+def _mp(args: argparse.Namespace) -> int:
+    """``bench hull build|show|export --hull mp``."""
+    from harness import paths
+    from harness.io import atomic_write_json
+    from harness.stability.hull import HullError
+    from harness.stability.mp_reference import (
+        MP_HULL_SHA256,
+        build_mp_hull,
+        load_shipped_mp_hull,
+        matminer_rows,
+        shipped_mp_hull_path,
+    )
+    from harness.stability.shipped import write_gzip_json
+
+    cached = paths.cache_dir("hulls") / "mp-eform-built.json"
+    try:
+        if args.hull_action == "build":
+            start = time.perf_counter()
+            rows = matminer_rows() if args.from_matminer else None
+            hull = build_mp_hull(paths.reference_dir(args.reference_dir), data_dir=args.data_dir, e_form_rows=rows)
+            atomic_write_json(cached, hull.to_json())
+            same = "the same as" if hull.sha256 == MP_HULL_SHA256 else "DIFFERENT from"
+            print(f"built {hull.name}: {hull.size} entries in {time.perf_counter() - start:.1f} s; content hash "
+                  f"{hull.sha256} is {same} the shipped hull's ({MP_HULL_SHA256})")
+            print(f"cached   {cached}")
+            return 0
+        if args.hull_action == "export":
+            if not cached.exists():
+                print(f"nothing built at {cached}; run `bench hull build --hull mp` first")
+                return 1
+            obj = json.loads(cached.read_text())
+            path = write_gzip_json(shipped_mp_hull_path(args.out_dir), obj)
+            print(f"hull     {path} (sha256 {obj['sha256']}); pin it as MP_HULL_SHA256 if it changed")
+            return 0
+        hull = load_shipped_mp_hull()
+    except HullError as error:
+        print(f"bench: error: {error}")
+        return 2
+    print(f"file     {shipped_mp_hull_path()}")
+    _print({**summary(hull), "elements_without_ase_reference_state": []})
+    print(f"convention {hull.info.get('convention')}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from harness import paths
     from harness.stability.hull import ReferenceHull
     from harness.stability.ondemand import CACHE_SUBDIR
+
+    if args.hull == "mp":
+        return _mp(args)
+    if not args.dataset:
+        print("bench: error: --dataset is required with --hull dataset")
+        return 2
 
     if args.hull_action == "show":
         found = sorted(paths.cache_dir("hulls").glob(f"{args.dataset}-*.json"))

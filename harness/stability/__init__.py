@@ -33,6 +33,22 @@ TABLE_COLUMNS = (
 )
 
 
+def train_split_info(train) -> dict[str, Any]:
+    """What novelty was judged against, and how many of the dataset's training structures that includes."""
+    from harness.protocol import TRAIN_SPLIT_SIZES
+
+    sizes = train.part_sizes or [len(train)]
+    known = sum(n for part, n in zip(train.name.split("+"), sizes) if part.startswith("train"))
+    return {
+        "dataset": train.dataset,
+        "name": train.name,
+        "size": len(train),
+        "sha256": train.sha256,
+        "training_structures_known": known,
+        "training_split_size": TRAIN_SPLIT_SIZES.get(train.dataset),
+    }
+
+
 def select_subset(n_samples: int, n_relax: int, seed: int) -> list[int]:
     """Positions of the seeded subset, sorted; all positions when ``n_relax >= n_samples``."""
     import numpy as np
@@ -103,24 +119,31 @@ def _run_relaxations(
 
 def _load_hull(
     dataset: str,
-    hull_path: Path | None,
+    hull: str | Path | None,
     hull_sha256: str | None,
     data_dir: Path | None,
     settings: RelaxSettings,
     progress: bool,
 ):
-    """The hull to score against; an xtalbench (CHGNet) hull gets its references relaxed on demand."""
+    """The hull to score against: ``mp`` (the protocol's default, shipped), ``dataset`` (the dataset's own CHGNet
+    hull, its references relaxed on demand) or a file (xtalbench JSON, or an MP phase-diagram pickle)."""
+    from harness.protocol import DEFAULT_HULL
     from harness.stability.hull import ReferenceHull, load_hull
+    from harness.stability.mp_reference import FormationEnergyHull, load_shipped_mp_hull
     from harness.stability.ondemand import relaxed_on_demand
     from harness.stability.reference import load_or_build_dataset_hull
 
-    if hull_path is not None:
-        hull = load_hull(hull_path, hull_sha256 or os.environ.get(HULL_SHA256_ENV) or None)
+    choice = str(hull) if hull is not None else DEFAULT_HULL
+    if choice == "mp":
+        return load_shipped_mp_hull()
+    if choice == "dataset":
+        loaded = load_or_build_dataset_hull(dataset, data_dir=data_dir, progress=progress)
     else:
-        hull = load_or_build_dataset_hull(dataset, data_dir=data_dir, progress=progress)
-    if isinstance(hull, ReferenceHull):  # an MP phase diagram is DFT: nothing to relax
-        hull = relaxed_on_demand(hull, settings=settings, data_dir=data_dir, progress=progress)
-    return hull
+        loaded = load_hull(Path(choice), hull_sha256 or os.environ.get(HULL_SHA256_ENV) or None)
+    if isinstance(loaded, ReferenceHull) and not isinstance(loaded, FormationEnergyHull):
+        # CHGNet references (an MP phase diagram or a formation-energy hull is DFT): relaxed like the samples.
+        loaded = relaxed_on_demand(loaded, settings=settings, data_dir=data_dir, progress=progress)
+    return loaded
 
 
 def _score(sample: Sample, result: RelaxResult | None, hull) -> dict[str, Any]:
@@ -164,7 +187,7 @@ def evaluate(
     train,
     n_relax: int,
     seed: int,
-    hull_path: Path | None = None,
+    hull: str | Path | None = None,
     hull_sha256: str | None = None,
     work_dir: Path | None = None,
     data_dir: Path | None = None,
@@ -173,7 +196,7 @@ def evaluate(
 ) -> FamilyResult:
     """Relax a seeded subset with CHGNet; E_hull, stability, uniqueness, novelty and S.U.N. (PROTOCOL.md).
 
-    ``hull_sha256`` pins a user-supplied hull file (else ``$XTALBENCH_HULL_SHA256``). The references of the
+    ``hull``: ``mp`` (default), ``dataset`` or a hull file; ``hull_sha256`` pins a user-supplied hull file (else ``$XTALBENCH_HULL_SHA256``). The references of the
     chemical systems the subset needs are relaxed (or read from their cache) in one batch before scoring.
     """
     import chgnet
@@ -184,9 +207,7 @@ def evaluate(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     settings = RelaxSettings()
-    hull = _load_hull(
-        dataset, Path(hull_path) if hull_path else None, hull_sha256, data_dir, settings, progress
-    )
+    hull = _load_hull(dataset, hull, hull_sha256, data_dir, settings, progress)
     timings["hull_load_s"] = time.perf_counter() - start
 
     subset = [samples[p] for p in select_subset(len(samples), n_relax, seed)]
@@ -277,12 +298,7 @@ def evaluate(
         "hull": hull.describe(),
         "corrections": hull.describe().get("corrections"),
         "compositions_without_reference": missing,
-        "train_split": {
-            "dataset": train.dataset,
-            "name": train.name,
-            "size": len(train),
-            "sha256": train.sha256,
-        },
+        "train_split": train_split_info(train),
         "subset_seed": seed,
         "n_relax_requested": n_relax,
         "subset_size": n,

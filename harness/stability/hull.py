@@ -299,8 +299,10 @@ def load_hull(path: str | Path, expected_sha256: str | None = None) -> Reference
     path = Path(path)
     if path.name.endswith((".json", ".json.gz")):
         opener = gzip.open if path.suffix == ".gz" else open
+        from harness.stability.mp_reference import hull_from_json
+
         with opener(path, "rt", encoding="utf-8") as handle:
-            hull = ReferenceHull.from_json(json.load(handle))
+            hull = hull_from_json(json.load(handle))
         if expected_sha256 is not None and hull.sha256 != expected_sha256.lower():
             raise HullError(f"{path}: hull hash {hull.sha256} does not match the expected {expected_sha256}")
         return hull
