@@ -95,9 +95,9 @@ def per_structure_time(dataset: str, n: int) -> dict:
     }
 
 
-# Published validity of sample files under /work/shared/external-samples (PROTOCOL.md's anchor table).
+# Published validity of sample files under /work/shared/external-samples (docs/protocol.md's anchor table).
 PUBLISHED_VALIDITY = {
-    "diffcsp_mp20": {"struct_valid": 1.0, "comp_valid": 0.8325, "source": "DiffCSP paper (PROTOCOL.md)"},
+    "diffcsp_mp20": {"struct_valid": 1.0, "comp_valid": 0.8325, "source": "DiffCSP paper (docs/protocol.md)"},
 }
 
 

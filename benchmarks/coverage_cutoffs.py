@@ -4,7 +4,7 @@
         results/perov5/symat/full-seed0-67ee21885f --cutoffs 0.8,6 \
         --source "SyMat paper, Table 1 (Perov-5): structure 0.8, composition 6"
 
-The protocol fixes COV's cutoffs per dataset (PROTOCOL.md); some papers used others (SyMat: Perov-5 0.8/6, MP-20
+The protocol fixes COV's cutoffs per dataset (docs/protocol.md); some papers used others (SyMat: Perov-5 0.8/6, MP-20
 0.6/12, against the protocol's 0.2/4 and 0.4/10). Coverage at a looser cutoff is not comparable with the record's
 figure, so this recomputes both from the fingerprints the evaluation saved (``RUN_DIR/fingerprints``) and the
 cached test-split features, with the harness's own ``coverage()``: nearest structure and composition fingerprints

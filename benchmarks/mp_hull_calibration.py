@@ -114,16 +114,26 @@ def hull_completeness(run_dir: Path, hull, matbench_only) -> dict:
     rows = table[table["relax_steps"].notna()]
     counts = {"n": int(len(rows)), "stable_full_hull": 0, "stable_matbench_only": 0,
               "valid_and_stable_full_hull": 0, "valid_and_stable_matbench_only": 0,
-              "stable_matbench_only_not_full_by_class": {c: 0 for c in CLASSES}}
+              "stable_matbench_only_not_full_by_class": {c: 0 for c in CLASSES},
+              # FlowMM's scripts (the procedure SymmCD cites) count unconverged relaxations at their last energy
+              # and leave single-element samples out; the protocol's own rule is converged, E_hull <= 0.
+              "stable_full_hull_lt_0": 0, "stable_full_hull_unconverged_counted": 0,
+              "stable_full_hull_unaries_left_out": 0}
     for formula, energy, converged, valid in zip(rows["formula"], rows["relaxed_energy_per_atom"],
                                                  rows["relax_converged"], rows["valid"]):
         if not isinstance(formula, str):  # never constructed
             continue
         composition = Composition(formula)
-        if energy != energy or energy is None or hull.missing_elements(composition) or not converged:
+        if energy is None or energy != energy or hull.missing_elements(composition):
             continue
         e_form = hull.sample_energy(composition, float(energy))
-        full = e_form - hull.hull_energy_per_atom(composition) <= 0.0
+        e_hull = e_form - hull.hull_energy_per_atom(composition)
+        counts["stable_full_hull_unconverged_counted"] += int(e_hull <= 0.0)
+        if not converged:
+            continue
+        full = e_hull <= 0.0
+        counts["stable_full_hull_lt_0"] += int(e_hull < 0.0)
+        counts["stable_full_hull_unaries_left_out"] += int(full and len(composition) > 1)
         old = e_form - matbench_only.hull_energy_per_atom(composition) <= 0.0
         counts["stable_full_hull"] += int(full)
         counts["stable_matbench_only"] += int(old)

@@ -298,7 +298,7 @@ def render_tables(rows: list[Row], ranked: list[Row]) -> list[str]:
 LEGEND = """\
 Legend: ↑ higher is better, ↓ lower is better; no arrow: not ranked (counts). Rates are fractions: validity
 and COV-P of all requested samples, COV-R of the test crystals, stability and S.U.N. of the relaxed subset
-(PROTOCOL.md); `–` is a value the record (or paper) does not have. **Bold**: the best printed value of a column
+(docs/protocol.md); `–` is a value the record (or paper) does not have. **Bold**: the best printed value of a column
 among {ranked_text}, marked when at least two such rows have a value. One row per plugin: its full-tier record
 with the highest `valid` (ties: newest `created`, then largest run id); a plugin with no full-tier record shows
 its best quick-tier record (1,000 samples, 100 relaxed: sg JSD is biased upward at that size), then custom.
@@ -334,7 +334,7 @@ def hull_lines(entries: list[Entry], published_stability: bool, results_dir: Pat
     text = f"Stability of the measured rows is E_hull against {named}"
     if mp and not dataset_hulls:
         text += (", a Materials Project hull as the *published* rows use, with the sample's relaxed CHGNet energy "
-                 "placed on it by the convention the records name (PROTOCOL.md, protocol 1.2).")
+                 "placed on it by the convention the records name (docs/protocol.md, protocol 1.2).")
         calibration = _calibration(results_dir)
         if calibration and calibration.get("hull", {}).get("sha256") in hulls:
             conv = calibration["conventions"][calibration["chosen_convention"]]["e_hull_minus_dft"]
@@ -357,8 +357,11 @@ def hull_lines(entries: list[Entry], published_stability: bool, results_dir: Pat
             text += f" (stable rate without → with them: {'; '.join(moved)})." if moved else "."
         text += (" The `trainset` row (the dataset's own training structures scored as samples) is the reference: "
                  "it is what a model that reproduced the data would score.")
+        if not any(e.record["dataset"] == "mp20" for e in entries):
+            text += (" This dataset's structures are not Materials Project entries, and few of them lie on MP's hull "
+                     "(see that row); `bench evaluate --hull dataset` scores against the dataset's own structures.")
     else:
-        text += ", with CHGNet on both sides (PROTOCOL.md)."
+        text += ", with CHGNet on both sides (docs/protocol.md)."
         if published_stability:
             text += (" A hull built from one dataset's structures lacks most competing phases that the Materials "
                      "Project hull of the *published* rows holds, so measured stable and S.U.N. rates run higher than "

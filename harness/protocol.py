@@ -1,4 +1,4 @@
-"""The frozen constants of the evaluation protocol (see PROTOCOL.md); bump PROTOCOL_VERSION on any change."""
+"""The frozen constants of the evaluation protocol (see docs/protocol.md); bump PROTOCOL_VERSION on any change."""
 
 from __future__ import annotations
 

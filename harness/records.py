@@ -1,4 +1,4 @@
-"""Run records: the versioned JSON contract that the CLI, leaderboards and users rely on (PROTOCOL.md)."""
+"""Run records: the versioned JSON contract that the CLI, leaderboards and users rely on (docs/protocol.md)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,24 @@ def empty_metrics() -> dict[str, Any]:
     return {key: None for key in METRIC_KEYS}
 
 
+def local_paths(obj: Any, where: str = "") -> list[str]:
+    """Where ``obj`` holds an absolute file-system path (a record must mean the same on every machine)."""
+    import re
+
+    found: list[str] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            found += local_paths(value, f"{where}/{key}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            found += local_paths(value, f"{where}/{i}")
+    elif isinstance(obj, str) and (obj.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", obj)):
+        found.append(f"{where.lstrip('/') or '(top level)'}: {obj}")
+    return found
+
+
 def validate(record: dict[str, Any], where: str = "record") -> None:
-    """Raise RecordError naming the first schema violation."""
+    """Raise RecordError naming the first schema violation, or the first local path the record holds."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
@@ -45,6 +61,9 @@ def validate(record: dict[str, Any], where: str = "record") -> None:
         first = errors[0]
         path = "/".join(map(str, first.absolute_path)) or "(top level)"
         raise RecordError(f"{where}: {path}: {first.message}")
+    paths = local_paths(record)
+    if paths:
+        raise RecordError(f"{where}: holds a local path, which means nothing on another machine: {paths[0]}")
 
 
 def upgrade(record: dict[str, Any], where: str = "record") -> dict[str, Any]:

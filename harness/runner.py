@@ -162,10 +162,21 @@ def run(request: RunRequest) -> Path:
         plugin={"name": spec.name, "version": spec.version, "distribution": spec.distribution or None,
                 "distribution_version": spec.distribution_version or None},
         sample_seed=request.seed, generation_s=generation_s, device=device,
-        checkpoint={"path": str(checkpoint), "sha256": checkpoint_sha, "manifest": manifest} if checkpoint else None,
+        checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha, "manifest": manifest}
+        if checkpoint else None,
         sampling={**generator.sampling_settings(), "batch_size": request.batch_size, "device": device},
         model_trained_on="+".join(trained_on) if trained_on else None,
     )
+
+
+def portable_path(path: str | Path) -> str:
+    """A path as a record may hold it: relative to the installed packages' root when inside it (a shipped
+    checkpoint: ``plugins/<name>/checkpoints/...``), else relative to the working folder, else the file name."""
+    path = Path(path).resolve()
+    for root in (Path(__file__).resolve().parents[1], Path.cwd().resolve()):
+        if path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return path.name
 
 
 def _checkpoint_manifest(checkpoint: Path | None) -> dict[str, Any] | None:

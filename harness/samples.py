@@ -20,7 +20,7 @@ class SampleFileError(ValueError):
 
 
 def construction_problem(structure) -> str | None:
-    """Why ``structure`` cannot count as a constructed crystal (PROTOCOL.md, "Sample set"), or ``None``."""
+    """Why ``structure`` cannot count as a constructed crystal (docs/protocol.md, "Sample set"), or ``None``."""
     from pymatgen.core import Structure
     from pymatgen.core.periodic_table import DummySpecies, Element
 

@@ -23,3 +23,22 @@ def test_committed_record_is_valid_and_complete(path):
     for name in record["files"].values():
         if name:
             assert (path.parent / name).exists(), f"{path}: names {name}, which is missing"
+
+
+def test_a_record_holding_a_local_path_is_refused():
+    from harness.records import RecordError, validate
+    from tests.test_leaderboard_records import make_record
+
+    record = make_record()
+    validate(record)
+    record["checkpoint"] = {"path": "/home/me/checkpoints/model.pt", "sha256": "0" * 64, "manifest": None}
+    with pytest.raises(RecordError, match="local path.*checkpoint/path: /home/me/checkpoints/model.pt"):
+        validate(record)
+
+
+def test_portable_checkpoint_path_is_package_relative():
+    from harness.runner import portable_path
+
+    shipped = Path(__file__).resolve().parents[1] / "plugins" / "symmcd" / "checkpoints" / "mp20.pt"
+    assert portable_path(shipped) == "plugins/symmcd/checkpoints/mp20.pt"
+    assert portable_path("/somewhere/else/model.pt") == "model.pt"

@@ -114,13 +114,15 @@ def test_mp_hull_loader_checks_hash(tmp_path):
     assert hull.e_above_hull(Composition("KCl"), -3.2)[1].startswith("no reference")
 
 
-def test_mp2020_corrections_applied_for_mp_hull_only():
-    from harness.stability.hull import mp2020_corrected_energy_per_atom
+def test_no_mp2020_correction_on_chgnet_energies_for_any_hull():
+    from harness.stability.hull import MPHull, mp2020_corrected_energy_per_atom
 
     feo = Structure(Lattice.cubic(4.3), ["Fe", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     corrected = mp2020_corrected_energy_per_atom(feo, -7.0)
-    assert corrected < -7.0  # oxide and Fe U corrections are both negative
+    assert corrected < -7.0  # oxide and Fe U corrections are both negative (the calibration's rejected variant)
     assert tiny_hull().corrected_energy(feo, -7.0) == -7.0
+    # Protocol 1.2: CHGNet already predicts MP-compatible energies, so an MP phase diagram gets them raw too.
+    assert MPHull("pd", "test", diagram=None, sha256="0" * 64).corrected_energy(feo, -7.0) == -7.0
 
 
 # ---- uniqueness / novelty ---------------------------------------------------------------------------------------

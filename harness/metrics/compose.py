@@ -1,4 +1,4 @@
-"""The composer the runner calls: every distribution metric of PROTOCOL.md for one sample set vs the test split."""
+"""The composer the runner calls: every distribution metric of docs/protocol.md for one sample set vs the test split."""
 
 from __future__ import annotations
 

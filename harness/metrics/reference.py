@@ -147,7 +147,7 @@ def reference_features(
         if cached is not None:
             return cached, {
                 "cache": "hit",
-                "path": str(path),
+                "file": path.name,  # the cache file in the user cache folder; never a local path in a record
                 "key": key,
                 "seconds": time.perf_counter() - start,
             }
@@ -187,7 +187,7 @@ def reference_features(
     )
     info = {
         "cache": "miss" if use_cache else "disabled",
-        "path": str(path),
+        "file": path.name,  # the cache file in the user cache folder; never a local path in a record
         "key": key,
         "seconds": meta["total_seconds"],
     }

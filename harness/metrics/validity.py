@@ -1,6 +1,6 @@
 """Structural and compositional (SMACT) validity, exactly as the CDVAE/DiffCSP evaluation scripts compute them.
 
-Compositional validity reproduces SMACT 2.x on purpose (PROTOCOL.md): the ``oxidation_states_smact14`` list, the
+Compositional validity reproduces SMACT 2.x on purpose (docs/protocol.md): the ``oxidation_states_smact14`` list, the
 old ``neutral_ratios`` test at the GCD-reduced counts, the old ``pauling_test`` in which a missing
 electronegativity raised ``TypeError`` (counted as a pass), and DiffCSP's cap of 10^7 oxidation-state combinations.
 SMACT >= 3 changed the default list, and SMACT 4 also makes a missing electronegativity fail the Pauling test and

@@ -1,4 +1,4 @@
-"""Stability, uniqueness and novelty (S.U.N.) of a seeded subset of samples; see PROTOCOL.md."""
+"""Stability, uniqueness and novelty (S.U.N.) of a seeded subset of samples; see docs/protocol.md."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def evaluate(
     workers: int | None = None,
     progress: bool = True,
 ) -> FamilyResult:
-    """Relax a seeded subset with CHGNet; E_hull, stability, uniqueness, novelty and S.U.N. (PROTOCOL.md).
+    """Relax a seeded subset with CHGNet; E_hull, stability, uniqueness, novelty and S.U.N. (docs/protocol.md).
 
     ``hull``: ``mp`` (default), ``dataset`` or a hull file; ``hull_sha256`` pins a user-supplied hull file (else ``$XTALBENCH_HULL_SHA256``). The references of the
     chemical systems the subset needs are relaxed (or read from their cache) in one batch before scoring.
