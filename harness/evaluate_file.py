@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.costs import Invocation
 from harness.evaluation import EvaluationRequest
 from harness.io import sha256_file
 from harness.protocol import CUSTOM_TIER
@@ -45,13 +46,16 @@ def evaluate_file(
         record_external = {k: external[k] for k in ("model", "paper", "source", "status", "caveats") if k in external}
         record_external["manifest"] = external.get("name")
     model_trained_on = external.get("trained_on") if external else None
-    return finish_run(
-        samples, run_dir, request, n_relax=n_relax, tier=CUSTOM_TIER,
-        plugin={"name": plugin_name, "version": str(external.get("version", "")) if external else "", "distribution": None,
-                "distribution_version": None},
-        sample_seed=None, generation_s=generation_s, sampling={"source_file": path.name, "request": _jsonable(request)},
-        model_trained_on=model_trained_on, external=record_external, samples_sha256=digest, run_id=run_id,
-    )
+    with Invocation(run_dir, f"bench evaluate {path.name} --dataset {request.dataset}") as invocation:
+        return finish_run(
+            samples, run_dir, request, n_relax=n_relax, tier=CUSTOM_TIER,
+            plugin={"name": plugin_name, "version": str(external.get("version", "")) if external else "",
+                    "distribution": None, "distribution_version": None},
+            sample_seed=None, generation_s=generation_s,
+            sampling={"source_file": path.name, "request": _jsonable(request)},
+            model_trained_on=model_trained_on, external=record_external, samples_sha256=digest, run_id=run_id,
+            invocation=invocation,
+        )
 
 
 def _stem(path: Path) -> str:

@@ -99,6 +99,7 @@ class Row:
     date: str
     notes: str
     links: str
+    peak_memory: str = MISSING
 
 
 def format_value(value: Any, kind: str) -> str:
@@ -228,7 +229,14 @@ def record_row(entry: Entry, out_dir: Path) -> Row:
         date=str(record["created"])[:10],
         notes="; ".join(notes),
         links=_links(entry, out_dir),
+        peak_memory=_peak_memory(record),
     )
+
+
+def _peak_memory(record: dict[str, Any]) -> str:
+    """Peak resident memory over every invocation of the run; records from before that accounting have none."""
+    peak = (record.get("timings") or {}).get("max_rss_gb")
+    return MISSING if peak is None else f"{peak:.1f}"
 
 
 def published_row(item: dict[str, Any]) -> Row:
@@ -263,7 +271,8 @@ def _best_values(rows: list[Row]) -> dict[str, str]:
 # Two tables per section, so that neither scrolls far from its model column.
 TABLE_PARTS = (
     ("validity, coverage and distributions", METRIC_COLUMNS[:9], (("notes", "notes"), ("links", "links"))),
-    ("stability, S.U.N. and cost", METRIC_COLUMNS[9:], (("hardware", "hardware"), ("date", "date"))),
+    ("stability, S.U.N. and cost", METRIC_COLUMNS[9:],
+     (("peak GB", "peak_memory"), ("hardware", "hardware"), ("date", "date"))),
 )
 
 
@@ -305,7 +314,8 @@ its best quick-tier record (1,000 samples, 100 relaxed: sg JSD is biased upward 
 *external* rows are samples another model's authors published, evaluated here under the protocol (status `raw`:
 unfiltered model output; caveats in the row). *published* rows are the papers' own figures (sources below),
 never ranked; `sg JSD (SymmCD)` is the variant those papers report. Seconds are generation wall time on the
-hardware shown."""
+hardware shown; `peak GB` is the largest resident memory of any invocation of the run (`–`: recorded before
+xtalbench measured it)."""
 
 
 def _calibration(results_dir: Path | None) -> dict[str, Any] | None:

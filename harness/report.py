@@ -183,6 +183,23 @@ def _metric_text(metrics: dict[str, Any], key: str) -> str:
     return format_value(metrics.get(key), column.kind)
 
 
+def cost_text(timings: dict[str, Any]) -> str:
+    """Generation and evaluation time, and (records since the invocation ledger) wall, CPU and peak memory summed
+    over every invocation; older records say that theirs cover the last invocation only."""
+    def sec(value) -> str:
+        return MISSING if value is None else f"{value:,.1f} s"
+
+    text = f"generation {sec(timings.get('generation_s'))}, evaluation {sec(timings.get('evaluation_s'))}"
+    if timings.get("invocations") is None:
+        return text + " (recorded before per-invocation accounting: evaluation is the last invocation's only)"
+    text += (f" over {timings['invocations']} invocation(s); wall {sec(timings.get('wall_s'))}, CPU "
+             f"{sec(timings.get('cpu_s'))}, peak memory {timings.get('max_rss_gb')} GB")
+    stages = timings.get("stages_final_invocation_s") or {}
+    if stages:
+        text += "; last invocation's stages: " + ", ".join(f"{k} {v:,.1f} s" for k, v in stages.items())
+    return text
+
+
 def _run_lines(record: dict[str, Any]) -> list[str]:
     hardware = record["provenance"]["hardware"]
     splits = record["splits"]
@@ -196,6 +213,7 @@ def _run_lines(record: dict[str, Any]) -> list[str]:
         f"model trained on: {splits.get('model_trained_on') or MISSING}"
         + ("" if splits["paper_training_split"] else " (**not** the paper's training split)"),
     ]
+    lines.append(f"- cost: {cost_text(record.get('timings') or {})}")
     if record.get("external"):
         external = record["external"]
         lines.append(f"- external set: {external['model']} ({external.get('paper', MISSING)}), status "

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness import provenance
+from harness.costs import Invocation
 from harness.evaluation import EvaluationRequest, cost_metrics, evaluate
 from harness.evaluation_types import Sample
 from harness.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file, sha256_text
@@ -119,7 +120,6 @@ def _run_params(request: RunRequest, n: int, checkpoint_sha: str | None) -> dict
 
 def run(request: RunRequest) -> Path:
     """Sample, evaluate and record one run; returns the path of ``record.json``. Rerunning resumes."""
-    from harness.generator import resolve_device
     from harness.registry import get_registry
 
     registry = get_registry()
@@ -147,10 +147,23 @@ def run(request: RunRequest) -> Path:
     else:
         atomic_write_json(params_path, params)
 
+    with Invocation(run_dir, f"bench run --plugin {request.plugin} --dataset {request.dataset} --tier {tier.name} "
+                             f"--seed {request.seed}") as invocation:
+        return _run(request, generator, spec, tier, checkpoint, checkpoint_sha, run_dir, invocation)
+
+
+def _run(request: RunRequest, generator, spec, tier: Tier, checkpoint, checkpoint_sha, run_dir: Path,
+         invocation: Invocation) -> Path:
+    from harness.generator import resolve_device
+
     device = resolve_device(request.device)
-    generator.load(Path(checkpoint) if checkpoint else None, device)
-    samples, generation_s = generate(generator, tier.n_samples, request.seed, request.batch_size, run_dir,
-                                     request.evaluation.progress)
+    t0 = time.perf_counter()
+    try:
+        generator.load(Path(checkpoint) if checkpoint else None, device)
+        samples, generation_s = generate(generator, tier.n_samples, request.seed, request.batch_size, run_dir,
+                                         request.evaluation.progress)
+    finally:
+        invocation.add("generation", time.perf_counter() - t0)
     trained_on = generator.training_splits()
     evaluation_request = request.evaluation
     if trained_on and evaluation_request.novelty_split in (None, "train"):
@@ -165,7 +178,7 @@ def run(request: RunRequest) -> Path:
         checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha, "manifest": manifest}
         if checkpoint else None,
         sampling={**generator.sampling_settings(), "batch_size": request.batch_size, "device": device},
-        model_trained_on="+".join(trained_on) if trained_on else None,
+        model_trained_on="+".join(trained_on) if trained_on else None, invocation=invocation,
     )
 
 
@@ -194,13 +207,19 @@ def finish_run(
     plugin: dict[str, Any], sample_seed: int | None, generation_s: float | None, device: str | None = None,
     checkpoint: dict | None = None, sampling: dict | None = None, model_trained_on: str | None = None,
     external: dict | None = None, samples_sha256: str | None = None, run_id: str | None = None,
+    invocation: Invocation | None = None,
 ) -> Path:
     """Evaluate ``samples`` and write samples, per-sample table and record into ``run_dir``; returns the record path."""
     run_dir.mkdir(parents=True, exist_ok=True)
     extxyz = structures_to_extxyz(samples)
     atomic_write_text(run_dir / SAMPLES_NAME, extxyz)
     request = EvaluationRequest(**{**asdict(request), "n_relax": n_relax})
-    result = evaluate(samples, request, work_dir=run_dir)
+    t0 = time.perf_counter()
+    try:
+        result = evaluate(samples, request, work_dir=run_dir)
+    finally:
+        if invocation is not None:
+            invocation.add("evaluation", time.perf_counter() - t0)
     metrics = {**result.metrics, **cost_metrics(generation_s, len(samples), result.metrics)}
     atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: result.table.to_parquet(p))
     paper_split = model_trained_on in (None, "train")
@@ -224,7 +243,7 @@ def finish_run(
         "sampling": sampling,
         "external": external,
         "provenance": {**provenance.collect(), "device": device},
-        "timings": {"generation_s": generation_s, "evaluation_s": result.seconds},
+        "timings": run_timings(generation_s, result, invocation),
         "metrics": metrics,
         "details": {**result.details, "n_constructed": int(sum(s.structure is not None for s in samples)),
                     "construction_failures": _reason_counts(samples)},
@@ -232,6 +251,39 @@ def finish_run(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return write_record(run_dir, record)
+
+
+def stage_seconds(details: dict[str, Any]) -> dict[str, float]:
+    """Seconds per evaluation stage (fingerprints, relaxation, hull, matching) from the families' own timings."""
+    walls = (details.get("metrics") or {}).get("wall_seconds") or {}
+    stab = (details.get("stability") or {}).get("timings") or {}
+    stages = {"fingerprints": walls.get("fingerprints")}
+    if stab:
+        stages.update({
+            "relaxation": (stab.get("relax_s") or 0.0) + (stab.get("reference_relax_s") or 0.0),
+            "hull": (stab.get("hull_load_s") or 0.0) + (stab.get("hull_s") or 0.0),
+            "matching": (stab.get("unique_s") or 0.0) + (stab.get("novel_s") or 0.0),
+        })
+    return {k: round(float(v), 2) for k, v in stages.items() if v is not None}
+
+
+def run_timings(generation_s: float | None, result, invocation: Invocation | None) -> dict[str, Any]:
+    """The record's timings: generation from the batches' own times, evaluation and wall/CPU time summed over
+    every invocation of this run (resumes included), peak memory, and the final invocation's stages."""
+    timings: dict[str, Any] = {"generation_s": generation_s, "evaluation_s": result.seconds}
+    if invocation is not None:
+        totals = invocation.totals()
+        timings.update({
+            "evaluation_s": totals["phases_s"].get("evaluation", result.seconds),
+            "evaluation_s_final_invocation": result.seconds,
+            "wall_s": totals["wall_s"],
+            "cpu_s": totals["cpu_s"],
+            "max_rss_gb": totals["max_rss_gb"],
+            "invocations": totals["invocations"],
+            "accounting": "summed over every invocation (invocations.jsonl); generation_s from the batches' times",
+        })
+    timings["stages_final_invocation_s"] = stage_seconds(result.details)
+    return timings
 
 
 def _reason_counts(samples: Sequence[Sample]) -> dict[str, int]:

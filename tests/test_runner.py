@@ -140,3 +140,32 @@ def test_no_progress_reaches_the_generators_own_bars(tiny_dataset, tmp_path):
     generate(generator, 3, 0, 3, tmp_path / "quiet", progress=False)
     generate(generator, 3, 0, 3, tmp_path / "loud", progress=True)
     assert generator.seen_progress == [False, True]
+
+
+def test_a_resumed_run_records_the_summed_cost_of_all_its_invocations(tiny_dataset, tmp_path, monkeypatch):
+    import time
+
+    from harness import runner
+    from harness.costs import read_ledger
+
+    real_evaluate = runner.evaluate
+
+    def interrupted(*args, **kwargs):
+        time.sleep(0.3)  # evaluation work that the kill throws away
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(request(tmp_path, "r", seed=5))
+    first = read_ledger(tmp_path / "r")
+    assert len(first) == 1 and not first[0]["finished"] and first[0]["phases_s"]["evaluation"] >= 0.3
+    monkeypatch.setattr(runner, "evaluate", real_evaluate)
+    record = load_record(run(request(tmp_path, "r", seed=5)))
+    timings = record["timings"]
+    ledger = read_ledger(tmp_path / "r")
+    assert timings["invocations"] == 2 == len(ledger) and ledger[1]["finished"]
+    assert timings["wall_s"] >= first[0]["wall_s"] + timings["evaluation_s_final_invocation"]
+    # The interrupted evaluation's time counts: the record's evaluation is more than its last invocation's.
+    assert timings["evaluation_s"] >= timings["evaluation_s_final_invocation"] + 0.3
+    assert timings["cpu_s"] > 0 and timings["max_rss_gb"] > 0.05
+    assert "fingerprints" in timings["stages_final_invocation_s"]

@@ -1,0 +1,105 @@
+"""What a run cost across every invocation that contributed to it: wall and CPU time, peak memory, per phase.
+
+A long run is killed and resumed; its batches and relaxations survive, and so must the time spent on them. Each
+``bench run`` / ``bench evaluate`` invocation appends one line to ``<run dir>/invocations.jsonl`` when it ends,
+interrupted or not (written atomically with the lines before it); the record sums them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.io import atomic_write_text
+
+__all__ = ["LEDGER_NAME", "Invocation", "ledger_totals", "read_ledger"]
+
+LEDGER_NAME = "invocations.jsonl"
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (worker pools)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _max_rss_gb() -> float:
+    """Peak resident memory of this process and of its largest finished child, GB (ru_maxrss is KiB on Linux)."""
+    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(peak * scale / 1e9, 3)
+
+
+def read_ledger(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / LEDGER_NAME
+    if not path.exists():
+        return []
+    lines = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                lines.append(json.loads(line))
+            except ValueError as error:
+                raise ValueError(f"{path}: line {number} is not JSON ({error})") from error
+    return lines
+
+
+class Invocation:
+    """One invocation's costs; use as a context manager around the work, ``phase`` around each phase."""
+
+    def __init__(self, run_dir: Path, command: str):
+        self.run_dir = Path(run_dir)
+        self.command = command
+        self.phases: dict[str, float] = {}
+        self._wall0 = self._cpu0 = 0.0
+        self._started = ""
+
+    def __enter__(self) -> Invocation:
+        self._wall0, self._cpu0 = time.perf_counter(), _cpu_seconds()
+        self._started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return self
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + float(seconds)
+
+    def current(self, finished: bool) -> dict[str, Any]:
+        return {
+            "started": self._started,
+            "command": self.command,
+            "pid": os.getpid(),
+            "wall_s": round(time.perf_counter() - self._wall0, 3),
+            "cpu_s": round(_cpu_seconds() - self._cpu0, 3),
+            "max_rss_gb": _max_rss_gb(),
+            "phases_s": {k: round(v, 3) for k, v in self.phases.items()},
+            "finished": finished,
+        }
+
+    def totals(self) -> dict[str, Any]:
+        """The ledger's totals with this invocation (still running) included."""
+        return ledger_totals([*read_ledger(self.run_dir), self.current(finished=True)])
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lines = [*read_ledger(self.run_dir), self.current(finished=exc_type is None)]
+        atomic_write_text(self.run_dir / LEDGER_NAME, "".join(json.dumps(line) + "\n" for line in lines))
+
+
+def ledger_totals(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summed wall and CPU time, per-phase seconds and the peak memory over ledger lines."""
+    phases: dict[str, float] = {}
+    for line in lines:
+        for key, value in (line.get("phases_s") or {}).items():
+            phases[key] = phases.get(key, 0.0) + value
+    return {
+        "invocations": len(lines),
+        "wall_s": round(sum(line["wall_s"] for line in lines), 3),
+        "cpu_s": round(sum(line["cpu_s"] for line in lines), 3),
+        "max_rss_gb": max((line["max_rss_gb"] for line in lines), default=None),
+        "phases_s": {k: round(v, 3) for k, v in phases.items()},
+    }
