@@ -112,6 +112,26 @@ def read_extxyz(path: Path) -> list[Sample]:
     return samples
 
 
+def read_run_samples(path: Path, n_samples: int) -> list[Sample]:
+    """A run's own ``samples.extxyz`` back in sample order: frames carry their ``sample_index`` (samples that were
+    never constructed have no frame and come back as unconstructed slots)."""
+    from ase.io import read
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    try:
+        frames = read(path, index=":", format="extxyz")
+    except Exception as exc:
+        raise SampleFileError(f"{path}: cannot read as extxyz: {exc}") from exc
+    slots: list[Sample] = [Sample(i, None, "not constructed (no frame in the run's samples file)")
+                           for i in range(n_samples)]
+    for position, atoms in enumerate(frames):
+        index = atoms.info.get("sample_index")
+        if not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n_samples:
+            raise SampleFileError(f"{path}: frame {position} has no valid sample_index (got {index!r})")
+        slots[int(index)] = make_sample(int(index), AseAtomsAdaptor.get_structure(atoms))
+    return slots
+
+
 def read_cif_folder(path: Path) -> list[Sample]:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".cif")
     if not files:

@@ -18,7 +18,7 @@ from harness.samples import (
     read_samples,
     structures_to_extxyz,
 )
-from tests.conftest import perovskite, rocksalt
+from tests.conftest import cscl, perovskite, rocksalt
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,16 @@ def test_unknown_format_and_missing_file_are_clear(tmp_path):
         read_samples(tmp_path / "s.json")
     with pytest.raises(SampleFileError, match="no such file"):
         read_samples(tmp_path / "absent.csv")
+
+
+def test_a_runs_samples_file_reads_back_in_sample_order_with_unconstructed_slots(tmp_path):
+    from harness.evaluation_types import Sample
+    from harness.samples import read_run_samples, structures_to_extxyz
+
+    structures = [rocksalt(), None, cscl()]
+    samples = [Sample(i, s, None if s is not None else "lattice length <= 0") for i, s in enumerate(structures)]
+    path = tmp_path / "samples.extxyz"
+    path.write_text(structures_to_extxyz(samples))
+    back = read_run_samples(path, 4)
+    assert [s.constructed for s in back] == [True, False, True, False]
+    assert back[2].structure.composition == cscl().composition  # not shifted into the gap

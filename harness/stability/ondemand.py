@@ -198,7 +198,7 @@ class RelaxedReferenceHull:
             "recipe_version": RECIPE_VERSION,
             "settings": self.settings.as_dict(),
             "settings_key": settings_key(self.settings),
-            "cache_dir": str(self.cache.directory),
+            "cache_dir": self.cache.directory.name,  # under the user cache; never a local path in a record
             "structures_available": self.structures is not None,
             "n_chemical_systems": len(self._prepared),
             "n_entries_in_systems": self.counts["in_systems"],
