@@ -121,3 +121,24 @@ def test_perov5_test_head_scored_as_samples(tmp_path, monkeypatch):
     assert m["struct_valid"] == 1.0 and m["cov_recall"] == 1.0 and m["cov_precision"] == 1.0
     assert 0.9 <= m["comp_valid"] <= 1.0 and m["valid"] == m["comp_valid"]
     assert np.isfinite(m["wdist_density"]) and np.isfinite(m["sg_jsd"]) and np.isfinite(m["sg_jsd_symmcd"])
+
+
+def test_shipped_reference_features_spare_a_fresh_cache_and_a_damaged_one_is_ignored(cache, tmp_path, monkeypatch):
+    from harness.metrics import reference as ref
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(ref, "SHIPPED_DIR", shipped)
+    split = _reference()
+    ref.reference_features(split, executor=SerialExecutor(progress=False))
+    target = ref.export_features(split)
+    assert target.parent == shipped and target.name in ref._shipped_index()
+    for cached in (cache / "metrics").glob("*.npz"):
+        cached.unlink()  # a fresh machine: nothing cached
+    features, info = ref.reference_features(split, executor=SerialExecutor(progress=False))
+    assert info["cache"] == "hit" and len(features) == 3
+    for cached in (cache / "metrics").glob("*.npz"):
+        cached.unlink()
+    target.write_bytes(target.read_bytes()[:-10] + b"0123456789")  # damaged: its sha256 is not the pinned one
+    _, info = ref.reference_features(split, executor=SerialExecutor(progress=False))
+    assert info["cache"] == "miss"

@@ -8,6 +8,8 @@ from harness.cli.common import add_data_dir
 def register(subparsers) -> None:
     parser = subparsers.add_parser("datasets", help="show which dataset splits are present and verified")
     add_data_dir(parser)
+    parser.add_argument("--export-features", metavar="DATASET", default=None,
+                        help="ship DATASET's cached test-split features as package data (harness/data/reference/)")
     parser.set_defaults(func=run)
 
 
@@ -19,6 +21,13 @@ def run(args) -> int:
     from harness.registry import get_registry
 
     root = data_dir(args.data_dir)
+    if args.export_features:
+        from harness.datasets import load_split
+        from harness.metrics.reference import export_features
+
+        target = export_features(load_split(args.export_features, "test", args.data_dir))
+        print(f"shipped {target} ({target.stat().st_size / 1e6:.1f} MB)")
+        return 0
     print(f"data directory: {root}")
     rows = []
     for card in sorted(get_registry().datasets.values(), key=lambda c: c.name):
