@@ -1,0 +1,99 @@
+"""A generator's learning curve: validity, coverage and distances of seeded samples from checkpoints along training.
+
+    XTALBENCH_DATA=/work/shared/datasets python benchmarks/learning_curve.py --plugin symmbfn --dataset mp20 \\
+        --n 500 runs/train/symmbfn/mp20-recovered-snapshots/*.pt
+
+Each checkpoint (a training ``last.pt`` or a ``model.pt``) is sampled with the same seed through ``bench run``'s
+own path (``harness.runner.run``, custom tier, no stability) into ``--work-dir``, so a point is an ordinary,
+resumable run record; the curve is written to ``results/training/<plugin>/learning_curve_<dataset>.json`` with the
+epoch and training loss each checkpoint holds. It tells a model limited by its training from one limited by its
+method: validity and coverage still rising with epochs say "train longer".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+REPO = Path(__file__).resolve().parents[1]
+
+KEYS = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems",
+        "sg_jsd", "sg_jsd_symmcd", "seconds_per_sample")
+
+
+def checkpoint_info(path: Path) -> dict:
+    """Epoch, losses and training splits a checkpoint holds (whatever of them it has)."""
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    manifest = payload.get("manifest") or {}
+    history = payload.get("history") or []
+    return {
+        "epoch": payload.get("epoch", manifest.get("epochs")),
+        "losses": history[-1] if history else manifest.get("final_losses"),
+        "wall_seconds": payload.get("wall_seconds", manifest.get("wall_seconds")),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--plugin", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "learning_curve")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from harness.evaluation import EvaluationRequest
+    from harness.io import atomic_write_json, sha256_file
+    from harness.provenance import git_state
+    from harness.records import load_record
+    from harness.runner import RunRequest, run
+
+    torch.set_num_threads(1)
+    points = []
+    for checkpoint in args.checkpoints:
+        info = checkpoint_info(checkpoint)
+        sha = sha256_file(checkpoint)
+        out = args.work_dir / args.plugin / args.dataset / f"{checkpoint.stem}-{sha[:10]}"
+        evaluation = EvaluationRequest(dataset=args.dataset, stability=False, workers=args.workers, progress=False,
+                                       data_dir=args.data_dir)
+        t0 = time.perf_counter()
+        record = load_record(run(RunRequest(plugin=args.plugin, dataset=args.dataset, seed=args.seed,
+                                            checkpoint=checkpoint, n_samples=args.n, n_relax=1, out=out,
+                                            evaluation=evaluation)))
+        points.append({"checkpoint": checkpoint.name, "sha256": sha, **info,
+                       "metrics": {k: record["metrics"].get(k) for k in KEYS},
+                       "n_samples": record["n_samples"], "seconds_this_call": round(time.perf_counter() - t0, 1)})
+        print(checkpoint.name, info["epoch"], {k: points[-1]["metrics"][k] for k in ("struct_valid", "valid",
+                                                                                      "cov_precision", "wdist_density")})
+    points.sort(key=lambda p: (p["epoch"] is None, p["epoch"]))
+    out = args.out or REPO / "results" / "training" / args.plugin / f"learning_curve_{args.dataset}.json"
+    atomic_write_json(out, {
+        "benchmark": "learning_curve",
+        "command": "python benchmarks/learning_curve.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "git": git_state(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "plugin": args.plugin, "dataset": args.dataset, "n_samples": args.n, "sample_seed": args.seed,
+        "definition": "custom-tier bench run per checkpoint, no stability; metrics as the protocol computes them "
+                      "(sg JSD is biased upward at this size: compare points with each other, not with full runs)",
+        "points": points,
+    })
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
