@@ -60,7 +60,7 @@ def evaluate_file(
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".csv.gz", ".extxyz", ".xyz", ".csv", ".zip", ".pt", ".pth"):
+    for suffix in (".csv.gz", ".extxyz.gz", ".xyz.gz", ".extxyz", ".xyz", ".csv", ".zip", ".pt", ".pth"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name

@@ -15,7 +15,7 @@ from harness.protocol import METRIC_KEYS
 SCHEMA_VERSION = 1
 RECORD_NAME = "record.json"
 PER_SAMPLE_NAME = "per_sample.parquet"
-SAMPLES_NAME = "samples.extxyz"
+SAMPLES_NAME = "samples.extxyz.gz"  # gzip (mtime 0): the same samples give the same bytes
 
 # Upgraders from version N to N+1, applied in turn to old records when they are loaded.
 UPGRADES: dict[int, Callable[[dict], dict]] = {}

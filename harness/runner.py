@@ -17,7 +17,7 @@ from harness import provenance
 from harness.costs import Invocation
 from harness.evaluation import EvaluationRequest, cost_metrics, evaluate
 from harness.evaluation_types import Sample
-from harness.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file, sha256_text
+from harness.io import atomic_write, atomic_write_gzip, atomic_write_json, sha256_file, sha256_text
 from harness.protocol import CUSTOM_TIER, PROTOCOL_VERSION, TIERS, Tier
 from harness.records import PER_SAMPLE_NAME, RECORD_NAME, SAMPLES_NAME, SCHEMA_VERSION, write_record
 from harness.samples import make_sample, structures_to_extxyz
@@ -212,7 +212,7 @@ def finish_run(
     """Evaluate ``samples`` and write samples, per-sample table and record into ``run_dir``; returns the record path."""
     run_dir.mkdir(parents=True, exist_ok=True)
     extxyz = structures_to_extxyz(samples)
-    atomic_write_text(run_dir / SAMPLES_NAME, extxyz)
+    atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
     request = EvaluationRequest(**{**asdict(request), "n_relax": n_relax})
     t0 = time.perf_counter()
     try:

@@ -113,7 +113,7 @@ def read_extxyz(path: Path) -> list[Sample]:
 
 
 def read_run_samples(path: Path, n_samples: int) -> list[Sample]:
-    """A run's own ``samples.extxyz`` back in sample order: frames carry their ``sample_index`` (samples that were
+    """A run's own ``samples.extxyz(.gz)`` back in sample order: frames carry their ``sample_index`` (samples that were
     never constructed have no frame and come back as unconstructed slots)."""
     from ase.io import read
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -189,7 +189,7 @@ def read_cdvae_pt(path: Path) -> list[Sample]:
 
 
 def read_samples(path: str | Path) -> list[Sample]:
-    """Read a sample set: extxyz, CSV(.gz) with a ``cif`` column, a folder or zip of CIFs, or a CDVAE ``.pt``."""
+    """Read a sample set: extxyz(.gz), CSV(.gz) with a ``cif`` column, a folder or zip of CIFs, or a CDVAE ``.pt``."""
     path = Path(path)
     if not path.exists():
         raise SampleFileError(f"{path}: no such file or folder")
@@ -198,7 +198,7 @@ def read_samples(path: str | Path) -> list[Sample]:
         return read_cif_folder(path)
     if name.endswith((".csv", ".csv.gz")):
         return read_csv(path)
-    if name.endswith((".extxyz", ".xyz")):
+    if name.endswith((".extxyz", ".xyz", ".extxyz.gz", ".xyz.gz")):  # ASE opens .gz transparently
         return read_extxyz(path)
     if name.endswith(".zip"):
         return read_cif_zip(path)

@@ -96,14 +96,21 @@ def test_unknown_format_and_missing_file_are_clear(tmp_path):
         read_samples(tmp_path / "absent.csv")
 
 
-def test_a_runs_samples_file_reads_back_in_sample_order_with_unconstructed_slots(tmp_path):
+@pytest.mark.parametrize("name", ["samples.extxyz", "samples.extxyz.gz"])
+def test_a_runs_samples_file_reads_back_in_sample_order_with_unconstructed_slots(tmp_path, name):
     from harness.evaluation_types import Sample
+    from harness.io import atomic_write_gzip
     from harness.samples import read_run_samples, structures_to_extxyz
 
     structures = [rocksalt(), None, cscl()]
     samples = [Sample(i, s, None if s is not None else "lattice length <= 0") for i, s in enumerate(structures)]
-    path = tmp_path / "samples.extxyz"
-    path.write_text(structures_to_extxyz(samples))
+    path = tmp_path / name
+    text = structures_to_extxyz(samples)
+    if name.endswith(".gz"):
+        atomic_write_gzip(path, text.encode())
+        assert path.read_bytes()[:2] == b"\x1f\x8b"
+    else:
+        path.write_text(text)
     back = read_run_samples(path, 4)
     assert [s.constructed for s in back] == [True, False, True, False]
     assert back[2].structure.composition == cscl().composition  # not shifted into the gap

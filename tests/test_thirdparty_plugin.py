@@ -49,4 +49,4 @@ def test_thirdparty_plugin_runs_through_bench_run(installed, tmp_path):
                     "--no-stability", "--workers", "1", "--no-progress", "--out", str(out)], installed, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == str(out / "record.json")
-    assert (out / "samples.extxyz").exists()
+    assert (out / "samples.extxyz.gz").exists()

@@ -26,7 +26,7 @@ def run(args) -> int:
 
     configure_threads(args.threads)
     from harness.generator import resolve_device
-    from harness.io import atomic_write_text
+    from harness.io import atomic_write_gzip, atomic_write_text
     from harness.registry import get_registry
     from harness.runner import generate
     from harness.samples import structures_to_extxyz
@@ -35,7 +35,11 @@ def run(args) -> int:
     generator.load(args.checkpoint or generator.default_checkpoint(), resolve_device(args.device))
     work = args.out.with_name(args.out.name + ".parts")
     samples, seconds = generate(generator, args.n, args.seed, args.batch_size, work)
-    atomic_write_text(args.out, structures_to_extxyz(samples))
+    text = structures_to_extxyz(samples)
+    if args.out.name.endswith(".gz"):
+        atomic_write_gzip(args.out, text.encode())
+    else:
+        atomic_write_text(args.out, text)
     built = sum(s.structure is not None for s in samples)
     print(f"{built}/{len(samples)} structures built in {seconds:.1f} s ({seconds / max(len(samples), 1):.4f} s/sample)")
     print(args.out)
