@@ -18,6 +18,7 @@ from plugins._asymmetric.lattice import fixed_k, k_mask
 # at small t, x_hat = mu/gamma - sqrt((1-gamma)/gamma) eps_hat amplifies noise-estimate errors. Checkpoints saved
 # before ``k_bound`` existed use this default.
 DEFAULT_K_BOUND = 6.0
+TYPE_CLASSES = 100  # atom types are classes Z - 1 for Z = 1..100 (both models' NUM_TYPES)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class DataStats:
     sg_counts: tuple[int, ...]  # (231,), index = space-group number
     n_counts: tuple[tuple[int, ...], ...]  # (231, n_max + 1): representatives per crystal, per group
     k_bound: float = DEFAULT_K_BOUND  # |normalised k| clip: 1.5 x the largest free value seen, at least 4
+    # representatives per atomic number (index Z - 1, TYPE_CLASSES entries); None in checkpoints saved before it
+    # existed (training resumed from one fills it in from the data, see ``plugins._asymmetric.training``)
+    type_counts: tuple[int, ...] | None = None
 
     @classmethod
     def from_packed(cls, packed: PackedCrystals) -> DataStats:
@@ -41,8 +45,20 @@ class DataStats:
         sg_counts = np.bincount(packed.space_group, minlength=231)
         n_counts = np.zeros((231, int(n.max()) + 1), dtype=np.int64)
         np.add.at(n_counts, (packed.space_group, n), 1)
+        z = packed.atomic_numbers[packed.mask]
+        if len(z) and (z.min() < 1 or z.max() > TYPE_CLASSES):
+            raise ValueError(f"atomic numbers outside 1..{TYPE_CLASSES} in the training data: {sorted(set(z.tolist()))}")
+        type_counts = np.bincount(z - 1, minlength=TYPE_CLASSES)
         return cls(tuple(float(x) for x in mean), tuple(float(x) for x in std), tuple(int(c) for c in sg_counts),
-                   tuple(tuple(int(c) for c in row) for row in n_counts), bound)
+                   tuple(tuple(int(c) for c in row) for row in n_counts), bound, tuple(int(c) for c in type_counts))
+
+    def type_mask(self, num_types: int) -> np.ndarray | None:
+        """True for the atom-type classes (Z - 1) that occur in the training data; None when the counts are unknown."""
+        if self.type_counts is None:
+            return None
+        counts = np.zeros(num_types, dtype=np.int64)
+        counts[: min(num_types, len(self.type_counts))] = self.type_counts[:num_types]
+        return counts > 0
 
     def sample_groups_and_sizes(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Space groups from the training marginal, then representative counts given each group."""

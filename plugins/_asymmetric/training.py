@@ -87,6 +87,28 @@ def load_model_file(kind: ModelKind, path: Path, device: str = "cpu") -> tuple[t
     return model.to(device).eval(), payload.get("manifest", {})
 
 
+def refreshed_stats(kind: ModelKind, saved, fresh, path: Path):
+    """The data statistics of a resumed run: the saved ones must equal those recomputed from the data (else the
+    checkpoint was trained on other data and is refused); fields added since it was saved come from the data."""
+    old, new = kind.stats_to_dict(saved), kind.stats_to_dict(fresh)
+    differ = [key for key, value in old.items() if not _agrees(value, new.get(key))]
+    if differ:
+        raise ValueError(f"{path}: its data statistics ({', '.join(differ)}) differ from this split's; it was "
+                         "trained on other data (start over with --fresh, or train into another --out)")
+    return fresh
+
+
+def _agrees(old, new) -> bool:
+    """``old`` equals ``new`` where ``old`` says anything (``None`` fields of ``old`` are fields it predates)."""
+    if old is None:
+        return True
+    if isinstance(old, dict):
+        return isinstance(new, dict) and all(_agrees(v, new.get(k)) for k, v in old.items())
+    if isinstance(old, list | tuple):
+        return isinstance(new, list | tuple) and len(old) == len(new) and all(map(_agrees, old, new))
+    return old == new
+
+
 def write_curves(out_dir: Path, history: list[dict], components: tuple[str, ...]) -> None:
     """``loss.csv`` and ``loss.png`` from the per-epoch history."""
     from harness.io import atomic_write
@@ -144,6 +166,7 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
         state = torch.load(last_path, map_location=device, weights_only=False)
         preset = kind.preset_from_dict(state["preset"])
         model, _ = load_model_file(kind, last_path, device)
+        model.stats = refreshed_stats(kind, model.stats, kind.make_stats(packed), last_path)
         model.train()
     else:
         model = build_model(kind, preset, kind.make_stats(packed), seed).to(device)

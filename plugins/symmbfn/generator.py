@@ -9,6 +9,7 @@ import numpy as np
 from plugins._asymmetric import structures_from_arrays
 from plugins._asymmetric.batching import size_batches
 from plugins._asymmetric.generator import AsymmetricGenerator
+from plugins.symmbfn.config import NUM_TYPES
 
 DEFAULT_STEPS = 100
 
@@ -47,5 +48,8 @@ class SymmBFNGenerator(AsymmetricGenerator):
         return out
 
     def sampling_settings(self) -> dict[str, Any]:
+        mask = self.model.stats.type_mask(NUM_TYPES) if self.model is not None else None
         return {"steps": self.n_steps, "space_group_prior": "training marginal",
-                "size_prior": "training distribution given the space group"}
+                "size_prior": "training distribution given the space group",
+                "element_mask": (f"the {int(mask.sum())} elements of the training data" if mask is not None
+                                 else "none (the checkpoint holds no element counts)")}

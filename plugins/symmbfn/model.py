@@ -76,13 +76,18 @@ class SymmBFN(nn.Module):
         mu_lat, rho_lat = fixed * (1 - lm), 1.0
         theta_types = torch.full((b, n, NUM_TYPES), 1.0 / NUM_TYPES, device=device)
         theta_ops = torch.full((b, n, N_AXES, N_OPS), 1.0 / N_OPS, device=device)
+        # elements the training data never shows get probability 0 (the output distribution is renormalised over
+        # the rest); a checkpoint without type counts samples from all NUM_TYPES classes, as before
+        mask = self.stats.type_mask(NUM_TYPES)
+        unseen = None if mask is None else torch.as_tensor(~mask, device=device)
         for step in range(1, n_steps + 2):  # the last pass (t = 1) only reads the output distribution
             t = torch.full((b,), (step - 1) / n_steps, device=device)
             out = self._forward(batch, t, mu_lat, mu_x, theta_types, theta_ops, prop)
             x_hat = torch.remainder(bfn.continuous_estimate(mu_x, out["eps_coords"], t[:, None, None], f.sigma1_coords), 1.0)
             k_hat = bfn.continuous_estimate(mu_lat, out["eps_lattice"], t[:, None], f.sigma1_lattice).clamp(-self.stats.k_bound, self.stats.k_bound)
             k_hat = k_hat * lm + fixed * (1 - lm)
-            p_types = torch.softmax(out["type_logits"], -1)
+            type_logits = out["type_logits"] if unseen is None else out["type_logits"].masked_fill(unseen, float("-inf"))
+            p_types = torch.softmax(type_logits, -1)
             p_ops = torch.softmax(out["ops_logits"], -1)
             if step == n_steps + 1:
                 break
