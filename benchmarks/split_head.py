@@ -1,7 +1,7 @@
 """Write the first N rows of a dataset split as a sample file (material_id, cif), byte-for-byte reproducible.
 
 Issue #3 scores "the first 1,000 validation structures" against the test split; this makes that sample file,
-whose sha256 the manifests `external/data-<dataset>-val-first1000.json` pin:
+whose sha256 the manifests `harness/data/external/data-<dataset>-val-first1000.json` pin:
 
     python benchmarks/split_head.py --dataset mp20 --split val --n 1000 --out mp20-val-first1000.csv.gz
     bench evaluate mp20-val-first1000.csv.gz --dataset mp20 --no-stability

@@ -1,4 +1,5 @@
-"""Manifests of sample sets published by other models (``external/<name>.json``), matched to files by hash."""
+"""Manifests of sample sets published by other models (package data ``harness/data/external/<name>.json``), matched to
+files by hash."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from typing import Any
 
 from harness.io import sha256_file
 from harness.protocol import TIERS
-from harness.provenance import REPO_ROOT
 
-MANIFEST_DIR = REPO_ROOT / "external"
+MANIFEST_DIR = Path(__file__).resolve().parent / "data" / "external"  # package data: present in a wheel too
 MANIFEST_VERSION = 1
 STATUSES = ("raw", "filtered", "relaxed", "reconstruction", "dataset")  # dataset: a split scored as samples
 
@@ -89,7 +89,7 @@ def load_manifest(path: str | Path) -> ExternalManifest:
 
 
 def load_manifests(manifest_dir: str | Path | None = None) -> list[ExternalManifest]:
-    """Every manifest in ``manifest_dir`` (default: the repository's ``external/``), sorted by name."""
+    """Every manifest in ``manifest_dir`` (default: the package's ``harness/data/external/``), sorted by name."""
     folder = Path(manifest_dir) if manifest_dir is not None else MANIFEST_DIR
     manifests = [load_manifest(path) for path in sorted(folder.glob("*.json"))]
     names = [m.name for m in manifests]

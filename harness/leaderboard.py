@@ -426,7 +426,7 @@ def render_dataset(dataset: str, entries: list[Entry], published: Iterable[dict[
         lines += ["## External sample sets (not ranked)", "",
                   "Samples other models' authors published, evaluated under the protocol. They are filtered subsets, "
                   "relaxed structures, reconstructions or smaller than 10,000, so they are never ranked beside raw "
-                  "10,000-sample runs: read them with the caveats in their row (from `external/<set>.json`).", "",
+                  "10,000-sample runs: read them with the caveats in their row (from `harness/data/external/<set>.json`).", "",
                   *render_tables(other_rows, ranked=[])]
     if data_rows:
         rows = [record_row(e, out_dir) for e in sorted(data_rows, key=lambda e: e.group)]
