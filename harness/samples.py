@@ -93,12 +93,25 @@ def read_csv(path: Path, column: str = "cif") -> list[Sample]:
     return _from_texts((f"{path.name} row {i + 2}", t) for i, t in enumerate(frame[column]))
 
 
-def read_extxyz(path: Path) -> list[Sample]:
+def _extxyz_frames(path: Path) -> list:
+    """Every frame of an extxyz file; a gzipped one is decompressed once into memory first (ASE's reader seeks back
+    to each frame, and a seek in a gzip stream decompresses from the start: quadratic in the file's length)."""
+    import gzip
+    import io
+
     from ase.io import read
+
+    if path.name.lower().endswith(".gz"):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return read(io.StringIO(handle.read()), index=":", format="extxyz")
+    return read(path, index=":", format="extxyz")
+
+
+def read_extxyz(path: Path) -> list[Sample]:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     try:
-        frames = read(path, index=":", format="extxyz")
+        frames = _extxyz_frames(path)
     except Exception as exc:
         raise SampleFileError(f"{path}: cannot read as extxyz: {exc}") from exc
     samples = []
@@ -115,11 +128,10 @@ def read_extxyz(path: Path) -> list[Sample]:
 def read_run_samples(path: Path, n_samples: int) -> list[Sample]:
     """A run's own ``samples.extxyz(.gz)`` back in sample order: frames carry their ``sample_index`` (samples that were
     never constructed have no frame and come back as unconstructed slots)."""
-    from ase.io import read
     from pymatgen.io.ase import AseAtomsAdaptor
 
     try:
-        frames = read(path, index=":", format="extxyz")
+        frames = _extxyz_frames(path)
     except Exception as exc:
         raise SampleFileError(f"{path}: cannot read as extxyz: {exc}") from exc
     slots: list[Sample] = [Sample(i, None, "not constructed (no frame in the run's samples file)")
