@@ -75,7 +75,7 @@ def per_structure_time(dataset: str, n: int) -> dict:
     import numpy as np
 
     from harness.datasets import load_split
-    from harness.metrics.fingerprints import structure_fingerprint
+    from harness.metrics.fingerprints import structure_fingerprint_matminer as structure_fingerprint
 
     structures = load_split(dataset, "test").structures[:n]
     structure_fingerprint(structures[0])  # load the featurizer outside the timing

@@ -19,6 +19,7 @@ from harness.metrics.fingerprints import (
     fingerprint_structures,
     fingerprint_structures_resumable,
     magpie_scaler,
+    structure_fingerprint_impl,
 )
 from harness.metrics.reference import reference_features
 from harness.metrics.validity import comp_validity, min_interatomic_distance, struct_validity
@@ -251,6 +252,7 @@ def evaluate(
             "n_valid_samples_used": int(valid_sg.size),
         },
         "featurizer_versions": featurizer_versions(),
+        "structure_fingerprint_impl": structure_fingerprint_impl(),
         "reference_cache": cache_info,
         "executor": {
             "type": type(executor).__name__,
