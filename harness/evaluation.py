@@ -30,6 +30,14 @@ class EvaluationRequest:
     data_dir: Path | None = None
     workers: int | None = None
     progress: bool = True
+    executor: str = "process"  # "process" (a local pool) or "dask"; the metrics never depend on it
+    scheduler: str | None = None  # a Dask scheduler's address (implies "dask"); None starts a local cluster
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("process", "dask"):
+            raise ValueError(f"unknown executor {self.executor!r}: expected 'process' or 'dask'")
+        if self.scheduler is not None and self.executor != "dask":
+            object.__setattr__(self, "executor", "dask")
 
 
 @dataclass
@@ -90,7 +98,8 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
 
     values: dict[str, Any] = {key: None for key in METRIC_KEYS}
     details: dict[str, Any] = {}
-    with default_executor(request.workers, progress=request.progress) as executor:
+    with default_executor(request.workers, progress=request.progress, kind=request.executor,
+                          scheduler=request.scheduler) as executor:
         result = metric_family.evaluate(
             samples, reference, dataset=request.dataset, seed=request.eval_seed, progress=request.progress,
             executor=executor, work_dir=(work_dir / "fingerprints") if work_dir else None,

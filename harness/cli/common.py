@@ -32,6 +32,12 @@ def add_evaluation_args(parser: argparse.ArgumentParser, stability_default: bool
                         help="sha256 the --hull file must have (pins a release xtalbench does not know; "
                              "else $XTALBENCH_HULL_SHA256)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--executor", choices=("process", "dask"), default=None,
+                        help="where the metrics' per-structure work runs: 'process' (default: a local pool) or "
+                             "'dask' (a local Dask cluster of --workers processes; needs xtalbench[dask])")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="an existing Dask scheduler (tcp://host:port, e.g. a dask-jobqueue cluster's) to "
+                             "run on; implies --executor dask")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_threads(parser)
 
@@ -46,10 +52,14 @@ def _sha256_arg(text: str) -> str:
 def evaluation_request(args, n_relax: int = 100) -> EvaluationRequest:
     if getattr(args, "hull_sha256", None) and args.hull in (None, "mp", "dataset"):
         raise SystemExit(fail("--hull-sha256 pins the file given with --hull; there is none"))
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler and getattr(args, "executor", None) == "process":
+        raise SystemExit(fail("--scheduler is a Dask scheduler's address; it cannot go with --executor process"))
     return EvaluationRequest(
         dataset=args.dataset, eval_seed=args.eval_seed, stability=args.stability, n_relax=n_relax,
         novelty_split=args.train_split, hull=args.hull, hull_sha256=getattr(args, "hull_sha256", None),
         data_dir=args.data_dir, workers=args.workers, progress=args.progress,
+        executor="dask" if scheduler else (getattr(args, "executor", None) or "process"), scheduler=scheduler,
     )
 
 
