@@ -41,6 +41,42 @@ def checkpoint_info(path: Path) -> dict:
     }
 
 
+def training_elements(checkpoint: Path, dataset: str, data_dir) -> set[int] | None:
+    """Atomic numbers of the split the checkpoint was trained on (from its manifest), or None when unnamed."""
+    import torch
+
+    from harness.datasets import load_split
+
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    splits = (payload.get("manifest") or {}).get("splits")
+    if not splits:
+        return None
+    return {site.specie.Z for s in load_split(dataset, splits, data_dir=data_dir).structures for site in s}
+
+
+def failure_counts(run_dir: Path, record: dict, elements: set[int] | None) -> dict:
+    """The failure modes issue 22 names, counted over the run's samples."""
+    import pandas as pd
+
+    from harness.samples import read_run_samples
+
+    table = pd.read_parquet(run_dir / record["files"]["per_sample"])
+    reason = table["validity_reason"].fillna("")
+    same_point = reason.str.startswith("atoms 0 Å apart")
+    counts = {
+        "not_constructed": int((~table["constructed"].astype(bool)).sum()),
+        "atoms_on_the_same_point": int(same_point.sum()),  # two orbits on one position
+        "atoms_closer_than_0.5_not_same_point": int((reason.str.startswith("atoms") & ~same_point).sum()),
+        "not_charge_balanced": int(reason.str.contains("not charge balanced").sum()),
+    }
+    if elements is not None:
+        samples = read_run_samples(run_dir / record["files"]["samples"], record["n_samples"])
+        counts["with_elements_outside_training"] = sum(
+            1 for s in samples if s.structure is not None and any(site.specie.Z not in elements for site in s.structure)
+        )
+    return counts
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
@@ -74,8 +110,11 @@ def main(argv=None) -> int:
         record = load_record(run(RunRequest(plugin=args.plugin, dataset=args.dataset, seed=args.seed,
                                             checkpoint=checkpoint, n_samples=args.n, n_relax=1, out=out,
                                             evaluation=evaluation)))
+        elements = training_elements(checkpoint, args.dataset, args.data_dir)
         points.append({"checkpoint": checkpoint.name, "sha256": sha, **info,
                        "metrics": {k: record["metrics"].get(k) for k in KEYS},
+                       "failures": failure_counts(out, record, elements),
+                       "element_mask": (record.get("sampling") or {}).get("element_mask"),
                        "n_samples": record["n_samples"], "seconds_this_call": round(time.perf_counter() - t0, 1)})
         print(checkpoint.name, info["epoch"], {k: points[-1]["metrics"][k] for k in ("struct_valid", "valid",
                                                                                       "cov_precision", "wdist_density")})

@@ -239,3 +239,20 @@ def test_size_batches_cover_every_crystal_once_within_the_pair_budget():
     for b in batches:
         assert len(b) <= 50 and (len(b) == 1 or len(b) * sizes[b].max() ** 2 <= 50 * PAIRS_PER_CRYSTAL)
     assert len(size_batches(np.full(250, 5), 250)) == 1  # Perov-5-sized crystals: one batch
+
+
+def test_a_second_orbit_on_an_occupied_special_position_takes_the_free_one_when_asked():
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from plugins._asymmetric.representation import build_structure, group_tables
+
+    tables = group_tables(225)
+    site_4a = tables.one_hots[next(i for i, wp in enumerate(tables.wyckoffs) if wp.letter == "a")]
+    k = matrix_to_k(np.eye(3) * 5.6)
+    args = (225, k, [11, 17], [np.array([0.01, 0.0, 0.0]), np.array([0.02, 0.01, 0.0])], [site_4a, site_4a])
+    as_generated = build_structure(*args)
+    assert len(as_generated) == 8 and as_generated.distance_matrix[np.triu_indices(8, 1)].min() < 1e-6
+    reassigned = build_structure(*args, avoid_occupied=True)  # Cl takes 4b: rock salt
+    assert len(reassigned) == 8 and reassigned.distance_matrix[np.triu_indices(8, 1)].min() == pytest.approx(2.8)
+    assert SpacegroupAnalyzer(reassigned).get_space_group_number() == 225
+    assert reassigned.composition.reduced_formula == "NaCl"

@@ -126,19 +126,31 @@ def project_site_symmetry(space_group: int, site_symmetry: np.ndarray) -> list[i
 
 def snap_to_wyckoff(space_group: int, candidates: list[int], frac_coords: np.ndarray):
     """The candidate Wyckoff position and the point of it closest to ``frac_coords`` (periodic distance)."""
+    dist, wp, snapped = _snapped_candidates(space_group, candidates, frac_coords)[0]
+    return wp, snapped
+
+
+def _snapped_candidates(space_group: int, candidates: list[int], frac_coords: np.ndarray) -> list[tuple]:
+    """(distance, Wyckoff position, snapped point) for every candidate, nearest first (stable for ties)."""
     from pyxtal.symmetry import search_cloest_wp
 
     tables = group_tables(space_group)
     pos = np.mod(np.asarray(frac_coords, dtype=float), 1.0)
-    best = None
+    out = []
     for index in candidates:
         wp = tables.wyckoffs[index]
         snapped = np.mod(np.asarray(search_cloest_wp(tables.group, wp, wp.ops[0], pos), dtype=float), 1.0)
         delta = snapped - pos
-        dist = float(np.linalg.norm(delta - np.rint(delta)))
-        if best is None or dist < best[0]:
-            best = (dist, wp, snapped)
-    return best[1], best[2]
+        out.append((float(np.linalg.norm(delta - np.rint(delta))), wp, snapped))
+    return sorted(out, key=lambda item: item[0])
+
+
+def _overlaps(orbit: np.ndarray, placed: list[np.ndarray], tol: float = 1e-4) -> bool:
+    """Whether any point of ``orbit`` coincides (periodic fractional distance < ``tol``) with a placed point."""
+    if not placed:
+        return False
+    delta = orbit[:, None, :] - np.asarray(placed)[None, :, :]
+    return bool((np.linalg.norm(delta - np.rint(delta), axis=-1) < tol).any())
 
 
 def replicate_orbit(wp, position: np.ndarray) -> np.ndarray:
@@ -153,8 +165,14 @@ def replicate_orbit(wp, position: np.ndarray) -> np.ndarray:
     return np.array(unique)
 
 
-def build_structure(space_group: int, k, atomic_numbers, frac_coords, site_symmetries):
-    """Arrays (possibly generated) → pymatgen Structure: project, snap, replicate (raises RepresentationError)."""
+def build_structure(space_group: int, k, atomic_numbers, frac_coords, site_symmetries, *,
+                    avoid_occupied: bool = False):
+    """Arrays (possibly generated) → pymatgen Structure: project, snap, replicate (raises RepresentationError).
+
+    ``avoid_occupied``: a representative whose nearest Wyckoff position (among those with its projected site
+    symmetry) would put its orbit on atoms already placed takes the nearest such position that does not (e.g. 4b
+    when 4a is taken); when every candidate overlaps it keeps the nearest, and the crystal stays as generated.
+    """
     from pymatgen.core import Lattice, Structure
 
     space_group = int(space_group)
@@ -169,8 +187,15 @@ def build_structure(space_group: int, k, atomic_numbers, frac_coords, site_symme
     for z, x, ss in zip(atomic_numbers, frac_coords, site_symmetries, strict=True):
         if not 1 <= int(z) <= 118:
             raise RepresentationError(f"atomic number {z} out of range")
-        wp, snapped = snap_to_wyckoff(space_group, project_site_symmetry(space_group, ss), x)
+        candidates = _snapped_candidates(space_group, project_site_symmetry(space_group, ss), x)
+        _, wp, snapped = candidates[0]
         orbit = replicate_orbit(wp, snapped)
+        if avoid_occupied and _overlaps(orbit, coords):
+            for _, other_wp, other_point in candidates[1:]:
+                other_orbit = replicate_orbit(other_wp, other_point)
+                if not _overlaps(other_orbit, coords):
+                    orbit = other_orbit
+                    break
         species.extend([int(z)] * len(orbit))
         coords.extend(orbit)
     return Structure(Lattice(matrix), species, np.array(coords))
@@ -188,14 +213,15 @@ def decode(crystal: AsymmetricCrystal):
     )
 
 
-def structures_from_arrays(arrays: dict) -> list:
+def structures_from_arrays(arrays: dict, *, avoid_occupied: bool = False) -> list:
     """Build each crystal of a model's output arrays (project, snap, replicate); ``None`` where one cannot be built."""
     out = []
     for i in range(len(arrays["space_group"])):
         keep = arrays["node_mask"][i]
         try:
             out.append(build_structure(int(arrays["space_group"][i]), arrays["k"][i], arrays["atomic_numbers"][i][keep],
-                                       arrays["frac_coords"][i][keep], arrays["site_symmetry"][i][keep]))
+                                       arrays["frac_coords"][i][keep], arrays["site_symmetry"][i][keep],
+                                       avoid_occupied=avoid_occupied))
         except Exception:  # an unbuildable sample counts as invalid, never as a crash
             out.append(None)
     return out
