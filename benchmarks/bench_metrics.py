@@ -21,12 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("cdvae", "cold", "warm")
 
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
+from common import load_average  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 
 @contextmanager

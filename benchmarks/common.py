@@ -30,3 +30,13 @@ def record_header(benchmark: str, script: str, argv, run_dir, record: dict, repo
         "run_id": record["run_id"],
         "dataset": record["dataset"],
     }
+
+
+def load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages, rounded, or None where the platform has none."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None

@@ -25,13 +25,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("record", type=Path, help="a run folder whose samples file is fingerprinted")
@@ -41,6 +34,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
+    from common import load_average
 
     from harness.io import atomic_write_json
     from harness.metrics.fingerprints import (
@@ -58,7 +52,7 @@ def main(argv=None) -> int:
     samples = read_run_samples(args.record / record["files"]["samples"], record["n_samples"])
     structures = [s.structure for s in samples if s.structure is not None][: args.n]
 
-    load_before = _load()
+    load_before = load_average()
     start = time.perf_counter()
     struct_ref, comp_ref, ref_failed = [], [], []
     for i, structure in enumerate(structures):
@@ -70,13 +64,13 @@ def main(argv=None) -> int:
             struct_ref.append(np.full(61, np.nan))
             comp_ref.append(np.full(132, np.nan))
     seconds_serial = time.perf_counter() - start
-    load_middle = _load()
+    load_middle = load_average()
 
     start = time.perf_counter()
     executor = ProcessExecutor(args.workers, progress=False)
     ours = fingerprint_structures(structures, executor=executor)
     seconds_ours = time.perf_counter() - start
-    load_after = _load()
+    load_after = load_average()
 
     struct_ref, comp_ref = np.array(struct_ref), scale_composition(np.array(comp_ref))
     both = ours.ok & np.all(np.isfinite(struct_ref), axis=1)

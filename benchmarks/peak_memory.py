@@ -11,7 +11,6 @@ largest process, the number of processes at the peak, the wall time, the exit st
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -49,11 +48,12 @@ def main(argv=None) -> int:
         parser.error("no command given (put it after --)")
 
     import psutil
+    from common import load_average
 
     from harness.io import atomic_write_json
     from harness.provenance import git_state, hardware
 
-    load_before = os.getloadavg()
+    load_before = load_average()
     start = time.perf_counter()
     child = subprocess.Popen(command)
     root = psutil.Process(child.pid)
@@ -80,8 +80,7 @@ def main(argv=None) -> int:
         "peak_single_process_rss_gb": round(peak_single / 2**30, 3),
         "processes_at_peak": at_peak,
         "sample_interval_s": args.interval,
-        "load_average": {"before": [round(x, 2) for x in load_before],
-                         "after": [round(x, 2) for x in os.getloadavg()]},
+        "load_average": {"before": load_before, "after": load_average()},
         "timeline_s_gb": timeline,
     }
     atomic_write_json(args.out, result)
