@@ -32,6 +32,12 @@ class GeneratorSpec:
         cls = getattr(importlib.import_module(module_name), attr)
         if not (isinstance(cls, type) and issubclass(cls, Generator)):
             raise TypeError(f"generator {self.name!r}: {self.target} is not a harness.generator.Generator subclass")
+        if cls.version != Generator.version and cls.version != self.version:
+            # records print the registered version; a class that says otherwise would make them lie
+            raise TypeError(
+                f"generator {self.name!r}: registered as version {self.version!r} but {self.target} says "
+                f"{cls.version!r}; register the class's version"
+            )
         return cls
 
 

@@ -63,6 +63,18 @@ def test_target_that_is_not_a_generator_is_refused():
         spec.load_class()
 
 
+def test_a_class_whose_version_differs_from_its_registration_is_refused():
+    spec = GeneratorSpec(name="trainset", version="0.9", target="plugins.baselines.trainset:TrainsetGenerator")
+    with pytest.raises(TypeError, match="registered as version '0.9'"):
+        spec.load_class()
+
+
+def test_every_shipped_generator_registers_its_class_version():
+    # records print the registered version: SymmBFN once registered 0.1.0 while its class said 0.2.0
+    for spec in build_registry().generators.values():
+        assert spec.load_class().version == spec.version, spec.name
+
+
 def test_plugins_env_limits_what_loads(monkeypatch):
     monkeypatch.setenv("XTALBENCH_PLUGINS", "")
     assert build_registry().generators == {}

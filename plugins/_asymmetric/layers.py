@@ -4,6 +4,7 @@ message passing over the fully connected graph of representatives."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -28,11 +29,41 @@ def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, d_out))
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """The ordered pairs (i, j), i != j, of real nodes of a padded (B, N) batch, as flat indices b * N + i.
+
+    The networks pass these instead of a dense (B, N, N) pair tensor, so padding and the diagonal are never
+    computed (in MP-20's size-sorted sampling batches they were most of the dense tensor).
+    """
+
+    receiver: torch.Tensor  # (P,) flat index of i, ascending
+    sender: torch.Tensor  # (P,) flat index of j
+    graph: torch.Tensor  # (P,) b
+    degree: torch.Tensor  # (B * N, 1) pairs per receiving node, at least 1 (padded and lone nodes aggregate 0)
+
+
+def real_pairs(node_mask: torch.Tensor) -> Pairs:
+    """Every ordered pair of distinct real nodes of ``node_mask`` (B, N) bool."""
+    b, n = node_mask.shape
+    eye = torch.eye(n, dtype=torch.bool, device=node_mask.device)
+    graph, i, j = torch.nonzero(node_mask[:, :, None] & node_mask[:, None, :] & ~eye, as_tuple=True)
+    receiver = graph * n + i
+    degree = torch.bincount(receiver, minlength=b * n).clamp_min(1)[:, None]
+    return Pairs(receiver, graph * n + j, graph, degree)
+
+
+def pair_differences(x: torch.Tensor, pairs: Pairs) -> torch.Tensor:
+    """x_i - x_j for every pair: (B, N, D) → (P, D)."""
+    flat = x.reshape(-1, x.shape[-1])
+    return flat[pairs.receiver] - flat[pairs.sender]
+
+
 class MessageLayer(nn.Module):
-    """h_i += phi_h(h_i, mean_j phi_m(h_i, h_j, lattice, F(x_i - x_j))).
+    """h_i += phi_h(h_i, mean_j phi_m(h_i, h_j, lattice, F(x_i - x_j))) over the real pairs (j != i).
 
     phi_m's first linear layer acts on the concatenation; it is applied as a sum of per-part projections (the same
-    function) so that the (N x N) pair tensor is formed only after projecting to the hidden size.
+    function) so that pair features are formed only after projecting to the hidden size.
     """
 
     def __init__(self, hidden: int, edge_dim: int):
@@ -45,20 +76,15 @@ class MessageLayer(nn.Module):
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.node = mlp(2 * hidden, hidden, hidden)
 
-    def forward(self, h, lattice, edge_feat, pair_mask):
-        hn = self.norm(h)
-        first = (self.src(hn)[:, :, None] + self.dst(hn)[:, None, :] + self.lattice(lattice)[:, None, None]
+    def forward(self, h, lattice, edge_feat, pairs: Pairs):
+        """h (B, N, H), lattice (B, 6), edge_feat (P, E) in the order of ``pairs``."""
+        b, n, hidden = h.shape
+        hn = self.norm(h).reshape(b * n, hidden)
+        first = (self.src(hn)[pairs.receiver] + self.dst(hn)[pairs.sender] + self.lattice(lattice)[pairs.graph]
                  + self.edge_in(edge_feat))
-        messages = self.edge_out(first) * pair_mask[..., None]
-        agg = messages.sum(2) / pair_mask.sum(2, keepdim=True).clamp_min(1)
-        return h + self.node(torch.cat([hn, agg], dim=-1))
-
-
-def pair_mask(node_mask: torch.Tensor, dtype) -> torch.Tensor:
-    """(B, N, N): 1 between two distinct real nodes."""
-    mask = node_mask.to(dtype)
-    n = mask.shape[1]
-    return mask[:, :, None] * mask[:, None, :] * (1 - torch.eye(n, device=mask.device, dtype=dtype))
+        messages = self.edge_out(first)
+        agg = torch.zeros_like(hn).index_add(0, pairs.receiver, messages) / pairs.degree
+        return h + self.node(torch.cat([hn, agg], dim=-1)).reshape(b, n, hidden)
 
 
 def masked_mean(h: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from plugins._asymmetric.draws import categorical, softmax
+
 T_MIN = 1e-6  # below this time the continuous estimate is the prior mean, 0 (Graves et al. eq. 84)
 
 
@@ -60,7 +62,7 @@ def discrete_flow(x_index: torch.Tensor, num_classes: int, t: torch.Tensor, beta
     one_hot = torch.nn.functional.one_hot(x_index, num_classes).to(beta.dtype)
     noise = torch.randn(one_hot.shape, generator=generator, device=one_hot.device, dtype=one_hot.dtype)
     y = beta * (num_classes * one_hot - 1) + torch.sqrt(beta * num_classes) * noise
-    return torch.softmax(y, dim=-1)
+    return softmax(y)
 
 
 def discrete_loss(x_index, probs, t, beta1: float) -> torch.Tensor:
@@ -75,8 +77,8 @@ def discrete_sender_step(theta, probs, step: int, n_steps: int, beta1: float, ge
     num_classes = probs.shape[-1]
     alpha = beta1 * (2 * step - 1) / n_steps**2
     flat = probs.reshape(-1, num_classes).clamp_min(1e-12)
-    k = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    k = categorical(flat, generator).reshape(probs.shape[:-1])
     one_hot = torch.nn.functional.one_hot(k, num_classes).to(probs.dtype)
     noise = torch.randn(one_hot.shape, generator=generator, device=one_hot.device, dtype=one_hot.dtype)
     y = alpha * (num_classes * one_hot - 1) + math.sqrt(alpha * num_classes) * noise
-    return torch.softmax(torch.log(theta.clamp_min(1e-30)) + y, dim=-1)
+    return softmax(torch.log(theta.clamp_min(1e-30)) + y)

@@ -9,6 +9,7 @@ import numpy as np
 from plugins._asymmetric import structures_from_arrays
 from plugins._asymmetric.batching import size_batches
 from plugins._asymmetric.generator import AsymmetricGenerator
+from plugins.symmbfn import VERSION
 from plugins.symmbfn.config import NUM_TYPES
 
 DEFAULT_STEPS = 100
@@ -18,7 +19,7 @@ class SymmBFNGenerator(AsymmetricGenerator):
     """Symmetry-aware Bayesian Flow Network over the asymmetric unit (space group, lattice k, representatives)."""
 
     name = "symmbfn"
-    version = "0.2.0"
+    version = VERSION
     training_module = "plugins.symmbfn.training"
     label = "SymmBFN"
 

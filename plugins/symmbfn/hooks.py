@@ -2,6 +2,7 @@
 
 from harness.generator import GeneratorSpec
 from harness.hookspecs import hookimpl
+from plugins.symmbfn import VERSION
 
 
 @hookimpl
@@ -9,7 +10,7 @@ def xtalbench_register_generators(register):
     register(
         GeneratorSpec(
             name="symmbfn",
-            version="0.1.0",
+            version=VERSION,
             target="plugins.symmbfn.generator:SymmBFNGenerator",
             paper="Ruple, Torresi, Schopmans, Friederich: Symmetry-Aware Bayesian Flow Networks for Crystal "
             "Generation (arXiv:2502.03146)",

@@ -12,6 +12,7 @@ from torch import nn
 
 from plugins._asymmetric import N_AXES, N_OPS
 from plugins._asymmetric.batching import Batch, DataStats, lattice_constraints
+from plugins._asymmetric.draws import categorical, softmax
 from plugins.symmbfn import bfn
 from plugins.symmbfn.config import NUM_TYPES, FlowConfig, NetworkConfig
 from plugins.symmbfn.network import SymmBFNNet
@@ -49,9 +50,9 @@ class SymmBFN(nn.Module):
                     .sum(-1) * node).sum() / n_nodes
         k_hat = bfn.continuous_estimate(mu_lat, out["eps_lattice"], t[:, None], f.sigma1_lattice).clamp(-self.stats.k_bound, self.stats.k_bound)
         l_lattice = (bfn.continuous_loss(batch.k, k_hat, t[:, None], f.sigma1_lattice) * lm).sum(-1).mean()
-        p_types = torch.softmax(out["type_logits"], -1)
+        p_types = softmax(out["type_logits"])
         l_types = (bfn.discrete_loss(batch.types, p_types, t[:, None], f.beta1_types) * node).sum() / n_nodes
-        p_ops = torch.softmax(out["ops_logits"], -1)
+        p_ops = softmax(out["ops_logits"])
         l_ops = (bfn.discrete_loss(batch.ops, p_ops, t[:, None, None], f.beta1_ops).sum(-1) * node).sum() / n_nodes
         total = (f.weight_coords * l_coords + f.weight_lattice * l_lattice + f.weight_types * l_types
                  + f.weight_ops * l_ops)
@@ -87,8 +88,8 @@ class SymmBFN(nn.Module):
             k_hat = bfn.continuous_estimate(mu_lat, out["eps_lattice"], t[:, None], f.sigma1_lattice).clamp(-self.stats.k_bound, self.stats.k_bound)
             k_hat = k_hat * lm + fixed * (1 - lm)
             type_logits = out["type_logits"] if unseen is None else out["type_logits"].masked_fill(unseen, float("-inf"))
-            p_types = torch.softmax(type_logits, -1)
-            p_ops = torch.softmax(out["ops_logits"], -1)
+            p_types = softmax(type_logits)
+            p_ops = softmax(out["ops_logits"])
             if step == n_steps + 1:
                 break
             mu_x, rho_x = bfn.continuous_sender_step(mu_x, rho_x, x_hat, step, n_steps, f.sigma1_coords, generator)
@@ -96,8 +97,8 @@ class SymmBFN(nn.Module):
             mu_lat = mu_lat * lm + fixed * (1 - lm)
             theta_types = bfn.discrete_sender_step(theta_types, p_types, step, n_steps, f.beta1_types, generator)
             theta_ops = bfn.discrete_sender_step(theta_ops, p_ops, step, n_steps, f.beta1_ops, generator)
-        types = torch.multinomial(p_types.reshape(-1, NUM_TYPES), 1, generator=generator).reshape(b, n)
-        ops = torch.multinomial(p_ops.reshape(-1, N_OPS), 1, generator=generator).reshape(b, n, N_AXES)
+        types = categorical(p_types, generator)
+        ops = categorical(p_ops, generator)
         k = k_hat.cpu().numpy() * np.asarray(self.stats.k_std) + np.asarray(self.stats.k_mean)
         return {
             "space_group": np.asarray(groups),

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from plugins._asymmetric import N_AXES, N_OPS
-from plugins._asymmetric.layers import MessageLayer, fourier, masked_mean, mlp, pair_mask, sinusoidal
+from plugins._asymmetric.layers import MessageLayer, fourier, masked_mean, mlp, pair_differences, real_pairs, sinusoidal
 from plugins.symmbfn.config import NUM_TYPES, NetworkConfig
 
 
@@ -51,8 +51,8 @@ class SymmBFNNet(nn.Module):
             dim=-1,
         )
         h = self.node_in(nodes) + self.cond_in(torch.cat(cond, dim=-1))[:, None]
-        pairs = pair_mask(node_mask, h.dtype)
-        edge_feat = fourier(mu_coords[:, :, None] - mu_coords[:, None, :], self.config.edge_frequencies)
+        pairs = real_pairs(node_mask)
+        edge_feat = fourier(pair_differences(mu_coords, pairs), self.config.edge_frequencies)
         for layer in self.layers:
             h = layer(h, mu_lattice, edge_feat, pairs)
         h = self.out_norm(h)

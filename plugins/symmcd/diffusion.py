@@ -15,6 +15,8 @@ import math
 import numpy as np
 import torch
 
+from plugins._asymmetric.draws import categorical
+
 WRAP_IMAGES = 10  # periodic images summed in the wrapped-normal density (DiffCSP uses 10)
 
 
@@ -78,8 +80,7 @@ class Schedules:
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One class index per row of ``probs`` (..., K)."""
-    flat = probs.reshape(-1, probs.shape[-1]).clamp_min(0)
-    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    return categorical(probs.clamp_min(0), generator)
 
 
 def noised_categorical(x0: torch.Tensor, alpha_bar: torch.Tensor, marginals: torch.Tensor,

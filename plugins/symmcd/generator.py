@@ -9,13 +9,14 @@ import numpy as np
 from plugins._asymmetric import structures_from_arrays
 from plugins._asymmetric.batching import size_batches
 from plugins._asymmetric.generator import AsymmetricGenerator
+from plugins.symmcd import VERSION
 
 
 class SymmCDGenerator(AsymmetricGenerator):
     """Symmetry-preserving diffusion over the asymmetric unit (space group, lattice k, representatives)."""
 
     name = "symmcd"
-    version = "0.1.0"
+    version = VERSION
     training_module = "plugins.symmcd.training"
     label = "SymmCD"
 

@@ -2,6 +2,7 @@
 
 from harness.generator import GeneratorSpec
 from harness.hookspecs import hookimpl
+from plugins.symmcd import VERSION
 
 
 @hookimpl
@@ -9,7 +10,7 @@ def xtalbench_register_generators(register):
     register(
         GeneratorSpec(
             name="symmcd",
-            version="0.1.0",
+            version=VERSION,
             target="plugins.symmcd.generator:SymmCDGenerator",
             paper="Levy et al.: SymmCD: Symmetry-Preserving Crystal Generation with Diffusion Models (ICLR 2025)",
             datasets=("mp20", "perov5", "carbon24"),

@@ -15,6 +15,7 @@ from torch import nn
 
 from plugins._asymmetric import N_AXES, N_OPS, PackedCrystals
 from plugins._asymmetric.batching import Batch, DataStats, lattice_constraints
+from plugins._asymmetric.draws import softmax
 from plugins.symmcd import diffusion as dif
 from plugins.symmcd.config import NUM_TYPES, DiffusionConfig, NetworkConfig
 from plugins.symmcd.network import SymmCDNet
@@ -159,11 +160,11 @@ class SymmCD(nn.Module):
             k = k.clamp(-self.stats.data.k_bound, self.stats.data.k_bound)
             abt, abp = ab.expand(b, n), ab_prev.expand(b, n)
             types = dif.sample_categorical(
-                dif.posterior(types, torch.softmax(out["type_logits"], -1), abt, abp, self.type_m.expand(b, n, NUM_TYPES)),
+                dif.posterior(types, softmax(out["type_logits"]), abt, abp, self.type_m.expand(b, n, NUM_TYPES)),
                 generator)
             if "ops_logits" in out:
                 ops = dif.sample_categorical(
-                    dif.posterior(ops, torch.softmax(out["ops_logits"], -1), abt[..., None].expand(b, n, N_AXES),
+                    dif.posterior(ops, softmax(out["ops_logits"]), abt[..., None].expand(b, n, N_AXES),
                                   abp[..., None].expand(b, n, N_AXES), ops_m),
                     generator)
             if progress is not None:

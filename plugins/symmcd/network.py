@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from plugins._asymmetric import N_AXES, N_OPS, space_group_encoding
-from plugins._asymmetric.layers import MessageLayer, fourier, masked_mean, mlp, pair_mask, sinusoidal
+from plugins._asymmetric.layers import MessageLayer, fourier, masked_mean, mlp, pair_differences, real_pairs, sinusoidal
 from plugins.symmcd.config import NUM_TYPES, NetworkConfig
 
 
@@ -63,8 +63,8 @@ class SymmCDNet(nn.Module):
             axes = self.axis_in(nn.functional.one_hot(ops, N_OPS).to(coords.dtype))  # (B, N, 15, axis_dim)
             parts.append(self.symmetry_in(axes.flatten(-2)))
         h = self.node_in(torch.cat(parts, dim=-1)) + self.cond_in(cond)[:, None]
-        pairs = pair_mask(node_mask, h.dtype)
-        edge_feat = fourier(coords[:, :, None] - coords[:, None, :], c.edge_frequencies)
+        pairs = real_pairs(node_mask)
+        edge_feat = fourier(pair_differences(coords, pairs), c.edge_frequencies)
         for layer in self.layers:
             h = layer(h, k, edge_feat, pairs)
         h = self.out_norm(h)
