@@ -26,8 +26,9 @@ def package_versions(names=TRACKED_PACKAGES) -> dict[str, str | None]:
     return versions
 
 
-def git_state(root: Path = REPO_ROOT) -> dict[str, object]:
-    """The commit of the checkout the code runs from and whether it has uncommitted changes (tracked files)."""
+def git_state(root: Path = REPO_ROOT, paths: tuple[str, ...] = ()) -> dict[str, object]:
+    """The commit of the checkout the code runs from and whether it has uncommitted changes (tracked files; only
+    under ``paths`` when given)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
 
@@ -35,10 +36,19 @@ def git_state(root: Path = REPO_ROOT) -> dict[str, object]:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"commit": None, "dirty": None}
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *paths)
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+def commit_label(root: Path = REPO_ROOT, paths: tuple[str, ...] = ()) -> str:
+    """``git_state`` as one string for manifests: the commit, ``+dirty`` when tracked files (under ``paths``) differ
+    from it, or ``uncommitted`` outside a git checkout."""
+    state = git_state(root, paths)
+    if not state["commit"]:
+        return "uncommitted"
+    return state["commit"] + ("+dirty" if state["dirty"] else "")
 
 
 def cpu_name() -> str:

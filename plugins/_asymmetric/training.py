@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.provenance import commit_label
 from plugins._asymmetric.dataset import CODE_VERSION, PackedCrystals, convert_split, pack
 
 
@@ -60,14 +60,6 @@ def size_bucketed_batches(packed: PackedCrystals, batch_size: int, rng: np.rando
     order = np.lexsort((rng.random(len(sizes)), sizes))  # by size, ties in random order
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def git_commit(repo: Path) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "uncommitted"
 
 
 def model_payload(kind: ModelKind, model, preset, manifest: dict) -> dict:
@@ -200,7 +192,7 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
             "preset": preset.name, "preset_config": preset.to_dict(), "epochs": epoch, "device": device,
             "wall_seconds": round(wall(), 1),
             "final_losses": {k: history[-1][k] for k in kind.components} if history else {},
-            "seed": seed, "torch_version": torch.__version__, "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+            "seed": seed, "torch_version": torch.__version__, "git_commit": commit_label(paths=("plugins",)),
             "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
 

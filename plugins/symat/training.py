@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,13 @@ import torch
 
 from harness.generator import TrainResult
 from harness.io import atomic_write, atomic_write_json
+from harness.provenance import commit_label
 from plugins.symat import presets
 from plugins.symat.data import collate, from_structure, lattice_stats
 from plugins.symat.model import LOSS_WEIGHTS, SyMat, estimate_sigma_hat
 
 COMPONENTS = ("total", *LOSS_WEIGHTS)
 CHECKPOINT_FORMAT = "symat-ckpt-1"
-
-
-def git_commit(repo: Path) -> str:
-    """HEAD's hash (``+dirty`` when the plugin's own files differ from it), or ``uncommitted``."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "plugins/symat"], cwd=repo, capture_output=True, text=True
-        )
-        return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
 
 
 def build_model(cfg: dict, max_atoms: int, lattice_mean, lattice_std, seed: int) -> SyMat:
@@ -157,7 +143,7 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
             "config": cfg,
             "epochs": epoch,
             "wall_seconds": round(wall, 1),
-            "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+            "git_commit": commit_label(paths=("plugins",)),
             "final_losses": last_losses,
             "seed": seed,
             "torch_version": torch.__version__,

@@ -13,7 +13,15 @@ import torch
 from torch import nn
 
 from plugins._asymmetric import N_AXES, N_OPS
-from plugins._asymmetric.layers import MessageLayer, fourier, masked_mean, mlp, pair_differences, real_pairs, sinusoidal
+from plugins._asymmetric.layers import (
+    MessageLayer,
+    fourier,
+    masked_mean,
+    mlp,
+    pair_differences,
+    real_pairs,
+    sinusoidal,
+)
 from plugins.symmbfn.config import NUM_TYPES, NetworkConfig
 
 

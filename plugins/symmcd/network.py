@@ -15,7 +15,15 @@ import torch
 from torch import nn
 
 from plugins._asymmetric import N_AXES, N_OPS, space_group_encoding
-from plugins._asymmetric.layers import MessageLayer, fourier, masked_mean, mlp, pair_differences, real_pairs, sinusoidal
+from plugins._asymmetric.layers import (
+    MessageLayer,
+    fourier,
+    masked_mean,
+    mlp,
+    pair_differences,
+    real_pairs,
+    sinusoidal,
+)
 from plugins.symmcd.config import NUM_TYPES, NetworkConfig
 
 
