@@ -6,7 +6,7 @@ import difflib
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -90,7 +90,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Row:
-    """A table row before formatting: label, tier text, metric values, trailing cells."""
+    """A table row before formatting: label, tier text, metric values, trailing cells, and the record it shows
+    (None for a paper's figures)."""
 
     label: str
     tier: str
@@ -100,6 +101,45 @@ class Row:
     notes: str
     links: str
     peak_memory: str = MISSING
+    entry: Entry | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def kind(self) -> str:
+        """``measured``, ``external``, ``dataset`` (a reference row) or ``published`` (a paper's figures)."""
+        if self.entry is None:
+            return "published"
+        return "dataset" if self.entry.is_dataset else "external" if self.entry.is_external else "measured"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One printed table cell; ``best`` marks the best value of its column among the ranked rows."""
+
+    text: str
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of a board: heading, paragraphs before its tables, its rows and the rows ranked among them."""
+
+    heading: str
+    intro: tuple[str, ...]
+    rows: tuple[Row, ...]
+    ranked: tuple[Row, ...] = ()
+
+
+@dataclass(frozen=True)
+class Board:
+    """One dataset's leaderboard before formatting; the markdown file and the web page are views of it."""
+
+    dataset: str
+    title: str
+    intro: str
+    main: Section
+    notes: tuple[str, ...]  # legend, hull paragraph: after the main section
+    sources: tuple[str, ...]  # of the published rows
+    others: tuple[Section, ...]  # external sets, then the dataset's own structures
 
 
 def format_value(value: Any, kind: str) -> str:
@@ -230,6 +270,7 @@ def record_row(entry: Entry, out_dir: Path) -> Row:
         notes="; ".join(notes),
         links=_links(entry, out_dir),
         peak_memory=_peak_memory(record),
+        entry=entry,
     )
 
 
@@ -276,24 +317,32 @@ TABLE_PARTS = (
 )
 
 
-def render_table(rows: list[Row], ranked: list[Row], columns: tuple[Column, ...] = METRIC_COLUMNS,
-                 trailing: tuple[tuple[str, str], ...] = (("notes", "notes"), ("links", "links"))) -> str:
-    """A github table of ``rows``; the best value of each column among ``ranked`` rows is bold."""
-    from tabulate import tabulate
-
+def table_cells(rows: Iterable[Row], ranked: Iterable[Row], columns: tuple[Column, ...] = METRIC_COLUMNS,
+                trailing: tuple[tuple[str, str], ...] = (("notes", "notes"), ("links", "links")),
+                ) -> tuple[list[str], list[list[Cell]]]:
+    """The headers and printed cells of a table of ``rows``; a column's best value among ``ranked`` is marked."""
+    ranked = list(ranked)
     best = _best_values(ranked)
     ranked_ids = {id(row) for row in ranked}
     headers = ["model", "tier (n)", *(c.title for c in columns), *(title for title, _ in trailing)]
     body = []
     for row in rows:
-        cells = [row.label, row.tier]
+        cells = [Cell(row.label), Cell(row.tier)]
         for column in columns:
             text = format_value(row.metrics.get(column.key), column.kind)
-            if id(row) in ranked_ids and best.get(column.key) == text:
-                text = f"**{text}**"
-            cells.append(text)
-        cells += [getattr(row, attr) or MISSING for _, attr in trailing]
-        body.append([_cell(cell) for cell in cells])
+            cells.append(Cell(text, id(row) in ranked_ids and best.get(column.key) == text))
+        cells += [Cell(getattr(row, attr) or MISSING) for _, attr in trailing]
+        body.append(cells)
+    return headers, body
+
+
+def render_table(rows: list[Row], ranked: list[Row], columns: tuple[Column, ...] = METRIC_COLUMNS,
+                 trailing: tuple[tuple[str, str], ...] = (("notes", "notes"), ("links", "links"))) -> str:
+    """A github table of ``rows``; the best value of each column among ``ranked`` rows is bold."""
+    from tabulate import tabulate
+
+    headers, body = table_cells(rows, ranked, columns, trailing)
+    body = [[_cell(f"**{c.text}**" if c.best else c.text) for c in cells] for cells in body]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -385,10 +434,9 @@ def hull_lines(entries: list[Entry], published_stability: bool, results_dir: Pat
     return [text, ""]
 
 
-def render_dataset(dataset: str, entries: list[Entry], published: Iterable[dict[str, Any]], out_dir: Path,
-                   results_dir: Path | None = None) -> str:
-    """The markdown of ``leaderboards/<dataset>.md``."""
-    title = DATASET_TITLES.get(dataset, dataset)
+def build_board(dataset: str, entries: list[Entry], published: Iterable[dict[str, Any]], out_dir: Path,
+                results_dir: Path | None = None) -> Board:
+    """The rows, sections and paragraphs of ``dataset``'s board (links in ``Row.links`` relative to ``out_dir``)."""
     chosen = best_per_group(entries, dataset)
     main = [e for e in chosen if not e.is_external or e.rankable]
     others = [e for e in chosen if e.is_external and not e.rankable and not e.is_dataset]
@@ -404,50 +452,72 @@ def render_dataset(dataset: str, entries: list[Entry], published: Iterable[dict[
     measured = [record_row(e, out_dir) for e in ordered]
     ranked_ids = {id(e) for e in ranked_entries}
     ranked = [row for row, e in zip(measured, ordered, strict=True) if id(e) in ranked_ids]
-    papers = [p for p in published if p["dataset"] == dataset]
-    paper_rows = [published_row(p) for p in sorted(papers, key=lambda p: p["method"])]
+    papers = sorted((p for p in published if p["dataset"] == dataset), key=lambda p: p["method"])
+    paper_rows = [published_row(p) for p in papers]
+    sections = []
+    if others:
+        sections.append(Section(
+            "External sample sets (not ranked)",
+            ("Samples other models' authors published, evaluated under the protocol. They are filtered subsets, "
+             "relaxed structures, reconstructions or smaller than 10,000, so they are never ranked beside raw "
+             "10,000-sample runs: read them with the caveats in their row (from `harness/data/external/<set>.json`).",),
+            tuple(record_row(e, out_dir) for e in sorted(others, key=lambda e: e.group))))
+    if data_rows:
+        sections.append(Section(
+            "The dataset's own structures scored as samples (reference, not ranked)",
+            ("What a generator that reproduced the data would score under the same definitions: the ceiling for "
+             "validity and coverage and the floor for the distances, measured, not assumed.",),
+            tuple(record_row(e, out_dir) for e in sorted(data_rows, key=lambda e: e.group))))
+    return Board(
+        dataset=dataset, title=DATASET_TITLES.get(dataset, dataset),
+        intro=(f"Protocol {PROTOCOL_VERSION}. Rendered by `bench leaderboard` from the run records under "
+               f"`results/{dataset}/` and the papers' figures in `harness/data/published.json`; CI (`bench "
+               "leaderboard --check`) fails when this file differs from what they give."),
+        main=Section("Runs evaluated by xtalbench, and published figures", (), tuple(measured + paper_rows),
+                     tuple(ranked)),
+        notes=(LEGEND.format(ranked_text=ranked_text),
+               *hull_lines(chosen, any("stable_rate" in p["metrics"] for p in papers), results_dir)[:1]),
+        sources=tuple(f"{p['method']} ({p['paper']}): {p['source'].rstrip('.')}." for p in papers),
+        others=tuple(sections),
+    )
 
-    lines = [MARKER, "", f"# {title} leaderboard", "",
-             f"Protocol {PROTOCOL_VERSION}. Rendered by `bench leaderboard` from the run records under `results/{dataset}/` "
-             "and the papers' figures in `harness/data/published.json`; CI (`bench leaderboard --check`) fails when "
-             "this file differs from what they give.", "", "## Runs evaluated by xtalbench, and published figures", ""]
-    if measured or paper_rows:
-        lines += render_tables(measured + paper_rows, ranked)
+
+def render_dataset(dataset: str, entries: list[Entry], published: Iterable[dict[str, Any]], out_dir: Path,
+                   results_dir: Path | None = None) -> str:
+    """The markdown of ``leaderboards/<dataset>.md``."""
+    return render_board(build_board(dataset, entries, published, out_dir, results_dir))
+
+
+def render_board(board: Board) -> str:
+    """A board as markdown."""
+    lines = [MARKER, "", f"# {board.title} leaderboard", "", board.intro, "", f"## {board.main.heading}", ""]
+    if board.main.rows:
+        lines += render_tables(list(board.main.rows), list(board.main.ranked))
     else:
         lines += ["No records yet.", ""]
-    lines += [LEGEND.format(ranked_text=ranked_text), ""]
-    lines += hull_lines(chosen, any("stable_rate" in p["metrics"] for p in papers), results_dir)
-    if paper_rows:
-        lines += ["Sources of the *published* rows:", ""]
-        lines += [f"- {p['method']} ({p['paper']}): {p['source'].rstrip('.')}." for p in sorted(papers, key=lambda p: p["method"])]
-        lines.append("")
-    if others:
-        other_rows = [record_row(e, out_dir) for e in sorted(others, key=lambda e: e.group)]
-        lines += ["## External sample sets (not ranked)", "",
-                  "Samples other models' authors published, evaluated under the protocol. They are filtered subsets, "
-                  "relaxed structures, reconstructions or smaller than 10,000, so they are never ranked beside raw "
-                  "10,000-sample runs: read them with the caveats in their row (from `harness/data/external/<set>.json`).", "",
-                  *render_tables(other_rows, ranked=[])]
-    if data_rows:
-        rows = [record_row(e, out_dir) for e in sorted(data_rows, key=lambda e: e.group)]
-        lines += ["## The dataset's own structures scored as samples (reference, not ranked)", "",
-                  "What a generator that reproduced the data would score under the same definitions: the ceiling for "
-                  "validity and coverage and the floor for the distances, measured, not assumed.", "",
-                  *render_tables(rows, ranked=[])]
+    lines += [line for note in board.notes for line in (note, "")]
+    if board.sources:
+        lines += ["Sources of the *published* rows:", "", *(f"- {source}" for source in board.sources), ""]
+    for section in board.others:
+        lines += [f"## {section.heading}", "", *(line for text in section.intro for line in (text, "")),
+                  *render_tables(list(section.rows), list(section.ranked))]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
 # ---- whole folders --------------------------------------------------------------------------------------
 
 
-def render_all(results_dir: str | Path, out_dir: str | Path) -> dict[Path, str]:
-    """``{leaderboards/<dataset>.md: markdown}`` for mp20, perov5 and every dataset with records or figures."""
-    out_dir = Path(out_dir)
+def build_boards(results_dir: str | Path, out_dir: str | Path) -> list[Board]:
+    """The boards of mp20, perov5 and every dataset with records or figures, by dataset name."""
     entries = load_entries(results_dir) if Path(results_dir).exists() else []
     published = published_rows()
     datasets = set(ALWAYS_DATASETS) | {e.record["dataset"] for e in entries} | {p["dataset"] for p in published}
-    return {out_dir / f"{d}.md": render_dataset(d, entries, published, out_dir, Path(results_dir))
-            for d in sorted(datasets)}
+    return [build_board(d, entries, published, Path(out_dir), Path(results_dir)) for d in sorted(datasets)]
+
+
+def render_all(results_dir: str | Path, out_dir: str | Path) -> dict[Path, str]:
+    """``{leaderboards/<dataset>.md: markdown}`` for mp20, perov5 and every dataset with records or figures."""
+    return {Path(out_dir) / f"{b.dataset}.md": render_board(b) for b in build_boards(results_dir, out_dir)}
 
 
 def write_all(results_dir: str | Path, out_dir: str | Path) -> list[Path]:
