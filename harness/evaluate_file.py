@@ -13,16 +13,17 @@ from harness.io import sha256_file
 from harness.protocol import CUSTOM_TIER
 from harness.records import RECORD_NAME
 from harness.runner import finish_run
-from harness.samples import read_samples
+from harness.sample_formats import folder_members, format_suffixes, read_sample_file
 
 
 def samples_digest(path: Path) -> str:
-    """sha256 of a sample file, or of a folder's CIF files in name order."""
+    """sha256 of a sample file, or of the names and bytes of the files a folder's samples are read from, in name
+    order (for a folder of CIFs alone, the same digest as before other formats were read)."""
     if path.is_file():
         return sha256_file(path)
     digest = hashlib.sha256()
-    for file in sorted(path.glob("*.cif")):
-        digest.update(file.name.encode())
+    for name, file in folder_members(path):
+        digest.update(name.encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
 
@@ -40,7 +41,7 @@ def evaluate_file(
     run_dir = Path(out) if out else results_dir / request.dataset / plugin_name / run_id
     if (run_dir / RECORD_NAME).exists():
         return run_dir / RECORD_NAME
-    samples = read_samples(path)
+    sample_file = read_sample_file(path)
     record_external = None
     if external:
         record_external = {k: external[k] for k in ("model", "paper", "source", "status", "caveats") if k in external}
@@ -48,11 +49,13 @@ def evaluate_file(
     model_trained_on = external.get("trained_on") if external else None
     with Invocation(run_dir, f"bench evaluate {path.name} --dataset {request.dataset}") as invocation:
         return finish_run(
-            samples, run_dir, request, n_relax=n_relax, tier=CUSTOM_TIER,
+            sample_file.samples, run_dir, request, n_relax=n_relax, tier=CUSTOM_TIER,
             plugin={"name": plugin_name, "version": str(external.get("version", "")) if external else "",
                     "distribution": None, "distribution_version": None},
             sample_seed=None, generation_s=generation_s,
-            sampling={"source_file": path.name, "request": _jsonable(request)},
+            sampling={"source_file": path.name, "source_format": sample_file.format,
+                      **({"source_members": sample_file.members} if sample_file.members else {}),
+                      "request": _jsonable(request)},
             model_trained_on=model_trained_on, external=record_external, samples_sha256=digest, run_id=run_id,
             invocation=invocation,
         )
@@ -60,8 +63,8 @@ def evaluate_file(
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in (".csv.gz", ".extxyz.gz", ".xyz.gz", ".extxyz", ".xyz", ".csv", ".zip", ".pt", ".pth"):
-        if name.lower().endswith(suffix):
+    for suffix in format_suffixes():
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
 

@@ -20,6 +20,7 @@ from harness.evaluation_types import Sample
 from harness.io import atomic_write, atomic_write_gzip, atomic_write_json, sha256_file, sha256_text
 from harness.protocol import CUSTOM_TIER, PROTOCOL_VERSION, TIERS, Tier
 from harness.records import PER_SAMPLE_NAME, RECORD_NAME, SAMPLES_NAME, SCHEMA_VERSION, write_record
+from harness.sample_formats import unlocated
 from harness.samples import make_sample, structures_to_extxyz
 
 
@@ -290,6 +291,6 @@ def _reason_counts(samples: Sequence[Sample]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for sample in samples:
         if sample.reason:
-            key = sample.reason.split(": ", 1)[-1][:120] if "row" in sample.reason else sample.reason[:120]
+            key = unlocated(sample.reason)[:120]  # "s.csv row 3: X" and "s.csv row 9: X" count as one
             counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))

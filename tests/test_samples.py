@@ -58,10 +58,10 @@ def test_csv_with_a_bad_row_keeps_going(tmp_path):
     assert "row 3" in samples[1].reason  # CSV line 3 (header is line 1)
 
 
-def test_csv_without_cif_column_is_a_clear_error(tmp_path):
+def test_csv_without_a_structure_column_is_a_clear_error(tmp_path):
     path = tmp_path / "s.csv"
-    path.write_text("structure\nx\n")
-    with pytest.raises(SampleFileError, match="no 'cif' column"):
+    path.write_text("crystal,id\nx,1\n")
+    with pytest.raises(SampleFileError, match="s.csv: no structure column .*cif, structure, LeMatStructs"):
         read_samples(path)
 
 
@@ -89,9 +89,9 @@ def test_extxyz_zip_folder_and_cdvae_pt_read_back(tmp_path):
 
 
 def test_unknown_format_and_missing_file_are_clear(tmp_path):
-    (tmp_path / "s.json").write_text("{}")
-    with pytest.raises(SampleFileError, match="unknown sample format"):
-        read_samples(tmp_path / "s.json")
+    (tmp_path / "s.unknown").write_text("hello\n")
+    with pytest.raises(SampleFileError, match="s.unknown: unknown sample format"):
+        read_samples(tmp_path / "s.unknown")
     with pytest.raises(SampleFileError, match="no such file"):
         read_samples(tmp_path / "absent.csv")
 

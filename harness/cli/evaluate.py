@@ -1,15 +1,23 @@
-"""``bench evaluate FILE``: the protocol on a sample file (extxyz, CSV of CIFs, folder/zip of CIFs, CDVAE .pt)."""
+"""``bench evaluate FILE``: the protocol on a sample file in any format ``harness.sample_formats`` reads."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from harness.cli.common import add_evaluation_args, evaluation_request
+from harness.sample_formats import FORMATS
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("evaluate", help="evaluate a file of samples under the protocol")
-    parser.add_argument("samples", type=Path, help="extxyz, CSV(.gz) with a 'cif' column, folder/zip of CIFs, or CDVAE .pt")
+    formats = "\n".join(f"  {name:14} " + what.replace("\n", "\n" + " " * 17) for name, what in FORMATS.items())
+    parser = subparsers.add_parser(
+        "evaluate", help="evaluate a file of samples under the protocol",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"sample formats (by file name, else by content; any of them gzipped, .gz):\n{formats}\n"
+               "  else: whatever ASE's or pymatgen's readers read (format ase:<name> or pymatgen)\n"
+               "A bad entry (row, frame, block, file) is an invalid sample named by its position.")
+    parser.add_argument("samples", type=Path, help="a sample file or folder (formats below)")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--name", default=None, help="name of the run's generator (default: the file's stem)")
     parser.add_argument("--external", type=Path, default=None,
