@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("cdvae", "cold", "warm")
 
-from common import load_average  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+from common import load_average, result_header  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 
 @contextmanager
@@ -148,14 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(REPO))
-    from harness.provenance import hardware, package_versions
-
     if args.fidelity:
         from harness.io import atomic_write_json
 
-        result = {"benchmark": "validity fidelity", "hardware": hardware(), "versions": package_versions()}
-        result.update(validity_fidelity(args.fidelity))
+        result = validity_fidelity(args.fidelity)
+        result = {**result_header("bench_metrics", argv), "description": "validity fidelity", **result}
         out = (
             args.out or REPO / "results" / "benchmarks" / f"validity_{args.fidelity.name.split('.')[0]}.json"
         )
@@ -176,14 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = [Sample(i, s) for i, s in enumerate(pool.structures[: args.n])]
     modes = [m for m in args.modes.split(",") if m]
     report = {
-        "benchmark": "metrics",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "dataset": args.dataset,
         "samples": f"first {len(samples)} structures of the {args.samples_split} split",
         "reference": f"{args.dataset} test split ({len(test)} structures, sha256 {test.sha256})",
-        "hardware": hardware(),
-        "versions": package_versions(),
         "note": "cdvae = featurize samples and test split every time, one process (the CDVAE scripts' approach); "
         "cold = process pool, empty cache; warm = process pool, test-split features from the cache. "
         "Wall times include starting and stopping the worker processes. The machine may be shared: "
@@ -212,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         report["fingerprint_time_per_structure"] = [
             per_structure_time(name, args.timing_n) for name in args.timing_datasets.split(",") if name
         ]
+    report = {**result_header("bench_metrics", argv), **report}  # after the runs: "created" is when they ended
     out = args.out or REPO / "results" / "benchmarks" / f"metrics_{args.dataset}.json"
     atomic_write_json(out, report)
     print(f"wrote {out}")

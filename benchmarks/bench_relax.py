@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,11 +21,10 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 warnings.filterwarnings("ignore")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 
-from common import quantiles  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+from common import quantiles, result_header  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 
 def _cpu_seconds() -> float:
@@ -35,17 +33,10 @@ def _cpu_seconds() -> float:
 
 
 def _machine() -> dict:
+    """What the machine did during the run (its hardware, commit and packages are in the result's header)."""
     import torch
 
-    from harness.provenance import git_state, hardware, package_versions
-
-    return {
-        **hardware(),
-        "packages": package_versions(),
-        "git": git_state(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_at_end": os.getloadavg(),
-    }
+    return {"torch_threads": torch.get_num_threads(), "load_avg_at_end": os.getloadavg()}
 
 
 def _pick(split, n: int, seed: int):
@@ -284,7 +275,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    result = throughput(args) if args.cmd == "throughput" else validate(args)
+    measured = throughput(args) if args.cmd == "throughput" else validate(args)
+    result = {**result_header("bench_relax", argv), **measured}  # after the run: "created" is when it ended
     OUT.mkdir(parents=True, exist_ok=True)
     target = OUT / f"relax_{args.cmd}_{args.dataset}.json"
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def quantiles(values, thresholds=(0.0, 0.025, 0.1)) -> dict:
     """n, mean, min/p5/p25/median/p75/p95/max and the fraction at or below each threshold of the finite values."""
@@ -19,13 +21,37 @@ def quantiles(values, thresholds=(0.0, 0.025, 0.1)) -> dict:
     }
 
 
-def record_header(benchmark: str, script: str, argv, run_dir, record: dict, repo) -> dict:
-    """The opening keys of a benchmark's output about one record: what ran, on which record and run."""
-    import sys
+def result_header(benchmark: str, argv: Sequence[str] | None = None, *, command: str | None = None) -> dict:
+    """The opening keys of every benchmark result (harness/schema/benchmark.schema.json): which benchmark, the
+    command that ran it, when, from which commit, on which machine, with which packages.
 
+    ``benchmark`` is the script's name; ``command`` defaults to ``python benchmarks/<benchmark>.py ARGS`` with
+    ``argv`` (else this process's arguments), quoted so that a shell runs it again."""
+    import shlex
+    import sys
+    from datetime import datetime, timezone
+
+    from harness.provenance import git_state, hardware, package_versions
+    from harness.schemas import BENCHMARK_SCHEMA_VERSION
+
+    if command is None:
+        args = [str(arg) for arg in (argv if argv is not None else sys.argv[1:])]
+        command = shlex.join(["python", f"benchmarks/{benchmark}.py", *args])
     return {
+        "schema_version": BENCHMARK_SCHEMA_VERSION,
         "benchmark": benchmark,
-        "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git": git_state(),
+        "hardware": hardware(),
+        "versions": package_versions(),
+    }
+
+
+def record_header(benchmark: str, argv, run_dir, record: dict, repo) -> dict:
+    """``result_header`` and the record a benchmark's output is about: its folder, run and dataset."""
+    return {
+        **result_header(benchmark, argv),
         "record": str(run_dir.relative_to(repo)) if run_dir.is_relative_to(repo) else str(run_dir),
         "run_id": record["run_id"],
         "dataset": record["dataset"],

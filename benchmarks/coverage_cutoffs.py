@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def cutoff_pair(text: str) -> tuple[float, float]:
@@ -73,7 +69,6 @@ def main(argv=None) -> int:
     from harness.datasets import load_split
     from harness.io import atomic_write_json
     from harness.metrics.reference import reference_features
-    from harness.provenance import hardware
 
     run_dir = args.run_dir.resolve()
     record_path = run_dir / "record.json"
@@ -93,16 +88,14 @@ def main(argv=None) -> int:
                              f"{record['metrics'][key]}")
     rows[0]["protocol"] = True
     out = {
-        **record_header("a record's coverage at the protocol's and at other cutoffs", "coverage_cutoffs.py", argv,
-                        run_dir, record, REPO),
+        **record_header("coverage_cutoffs", argv, run_dir, record, REPO),
+        "description": "a record's coverage at the protocol's and at other cutoffs",
         "plugin": record["plugin"]["name"],
         "n_samples": record["n_samples"],
         "n_fingerprinted": int(np.count_nonzero(fp_ok)),
         "n_reference": len(reference.fp_ok),
         "source": args.source,
         "coverage": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
-        "hardware": hardware(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     name = f"coverage_cutoffs_{dataset}_{record['plugin']['name']}-{record['tier']}.json"
     path = args.out or REPO / "results" / "benchmarks" / name

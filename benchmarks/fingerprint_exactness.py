@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -72,16 +70,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks" / "fingerprint_exactness.json")
     args = parser.parse_args(argv)
 
+    from common import result_header
+
     from harness.io import atomic_write_json
-    from harness.provenance import git_state, hardware, package_versions
 
     rows = [check(dataset, args.data_dir) for dataset in args.dataset]
-    atomic_write_json(args.out, {
-        "benchmark": "fingerprint_exactness",
-        "command": "python benchmarks/fingerprint_exactness.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git": git_state(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hardware": hardware(), "packages": package_versions(), "tolerance": TOLERANCE, "rows": rows,
-    })
+    atomic_write_json(args.out, {**result_header("fingerprint_exactness", argv), "tolerance": TOLERANCE, "rows": rows})
     for row in rows:
         print({k: v for k, v in row.items() if k not in ("rows_above_tolerance",)})
     print("wrote", args.out)

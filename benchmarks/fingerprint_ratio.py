@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -34,7 +32,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-    from common import load_average
+    from common import load_average, result_header
 
     from harness.io import atomic_write_json
     from harness.metrics.fingerprints import (
@@ -44,7 +42,6 @@ def main(argv=None) -> int:
         structure_fingerprint_matminer,
     )
     from harness.parallel import ProcessExecutor
-    from harness.provenance import git_state, hardware, package_versions
     from harness.records import load_record
     from harness.samples import read_run_samples
 
@@ -75,10 +72,7 @@ def main(argv=None) -> int:
     struct_ref, comp_ref = np.array(struct_ref), scale_composition(np.array(comp_ref))
     both = ours.ok & np.all(np.isfinite(struct_ref), axis=1)
     result = {
-        "benchmark": "fingerprint_ratio",
-        "command": "python benchmarks/fingerprint_ratio.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git": git_state(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hardware": hardware(), "packages": package_versions(),
+        **result_header("fingerprint_ratio", argv),
         "record": str(args.record), "run_id": record["run_id"], "dataset": record["dataset"],
         "n_structures": len(structures), "n_sites": int(sum(len(s) for s in structures)),
         "serial_matminer": {"seconds": round(seconds_serial, 1), "failed": len(ref_failed),

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -33,12 +31,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
+    from common import result_header
 
     from harness.datasets import load_split
     from harness.io import atomic_write_json
     from harness.metrics import crystalnn_fast
     from harness.metrics.fingerprints import structure_fingerprint_matminer as structure_fingerprint
-    from harness.provenance import git_state, hardware, package_versions
 
     split = load_split(args.dataset, args.split, data_dir=args.data_dir)
     rows = np.random.default_rng(args.seed).choice(len(split), min(args.n, len(split)), replace=False)
@@ -57,12 +55,7 @@ def main(argv=None) -> int:
     delta = np.abs(reference - fast).max(axis=1)
     above = [split.material_ids[rows[i]] for i in np.flatnonzero(~(delta <= TOLERANCE))]
     result = {
-        "benchmark": "fingerprint_speed",
-        "command": "python benchmarks/fingerprint_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git": git_state(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hardware": hardware(),
-        "packages": package_versions(),
+        **result_header("fingerprint_speed", argv),
         "dataset": args.dataset, "split": args.split, "split_sha256": split.sha256, "seed": args.seed,
         "n_structures": len(structures), "n_sites": int(sum(len(s) for s in structures)),
         "max_abs_delta": float(delta.max()), "tolerance": TOLERANCE,

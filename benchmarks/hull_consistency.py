@@ -18,21 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 OUT = REPO / "results" / "benchmarks"
 
-from common import quantiles  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+from common import quantiles, result_header  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 
 def _perturb(structure, rng, sigma: float):
@@ -142,7 +138,6 @@ def margin_study(hull, compositions, study_margin: float, data_dir) -> tuple[dic
 def run(args) -> dict:
     import numpy as np
 
-    from harness import provenance
     from harness.datasets import load_split
     from harness.stability.ondemand import REFERENCE_RELAX_MARGIN, relaxed_on_demand
     from harness.stability.reference import load_or_build_dataset_hull
@@ -179,9 +174,6 @@ def run(args) -> dict:
 
     ok = np.isfinite(e_orig) & np.isfinite(e_pert)
     return {
-        "benchmark": "hull_consistency",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/hull_consistency.py " + " ".join(sys.argv[1:]),
         "dataset": args.dataset,
         "hull": {k: v for k, v in hull.describe().items() if k != "scoring_failures"},
         "reference_relax_margin_ev_per_atom": REFERENCE_RELAX_MARGIN,
@@ -217,7 +209,6 @@ def run(args) -> dict:
             }
             for k, (i, s) in enumerate(zip(idx, originals))
         ],
-        "provenance": provenance.collect(),
         "torch_threads": __import__("torch").get_num_threads(),
     }
 
@@ -273,7 +264,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    result = run(args)
+    measured = run(args)
+    result = {**result_header("hull_consistency", argv), **measured}  # after the run: "created" is when it ended
     from harness.io import atomic_write_text
 
     target = args.out or OUT / f"hull_consistency_{args.dataset}.json"

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -91,10 +89,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+    from common import result_header
 
     from harness.evaluation import EvaluationRequest
     from harness.io import atomic_write_json, sha256_file
-    from harness.provenance import git_state
     from harness.records import load_record
     from harness.runner import RunRequest, run
 
@@ -121,10 +119,7 @@ def main(argv=None) -> int:
     points.sort(key=lambda p: (p["epoch"] is None, p["epoch"]))
     out = args.out or REPO / "results" / "training" / args.plugin / f"learning_curve_{args.dataset}.json"
     atomic_write_json(out, {
-        "benchmark": "learning_curve",
-        "command": "python benchmarks/learning_curve.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git": git_state(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **result_header("learning_curve", argv),
         "plugin": args.plugin, "dataset": args.dataset, "n_samples": args.n, "sample_seed": args.seed,
         "definition": "custom-tier bench run per checkpoint, no stability; metrics as the protocol computes them "
                       "(sg JSD is biased upward at this size: compare points with each other, not with full runs)",

@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -36,7 +34,7 @@ warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "results" / "benchmarks"
 
-from common import quantiles  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+from common import quantiles, result_header  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 CLASSES = ("oxides", "other_nonmetal_compounds", "intermetallics")
 
@@ -160,7 +158,6 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from harness.provenance import git_state
     from harness.stability.hull import mp2020_corrected_energy_per_atom
     from harness.stability.mp_reference import build_mp_hull, load_shipped_mp_hull
     from harness.stability.reference import load_or_build_dataset_hull
@@ -223,10 +220,7 @@ def main(argv=None) -> int:
     dft_only_matbench = np.array([r["dft_only_matbench_hull"] for r in rows])
     completeness = {str(run): hull_completeness(REPO / run, hull, matbench_only) for run in args.records}
     out = {
-        "benchmark": "mp_hull_calibration",
-        "command": "python benchmarks/mp_hull_calibration.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git": git_state(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **result_header("mp_hull_calibration", argv),
         "hull": {k: v for k, v in hull.describe().items()},
         "sample": {
             "dataset": "mp20", "splits": ["val", "test"], "seed": args.seed, "n": len(rows),

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import platform
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def roundtrip_one(structure, matcher):
@@ -47,9 +44,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-    import pymatgen.core
-    import pyxtal
-    import spglib
+    from common import result_header
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from harness.datasets import load_split
@@ -75,7 +70,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - start
     reasons = collections.Counter(f["reason"].split(":")[0] for f in failures)
     record = {
-        "benchmark": "asymmetric_roundtrip",
+        **result_header("roundtrip", argv),
         "dataset": args.dataset,
         "split": args.split,
         "split_sha256": split.sha256,
@@ -91,9 +86,6 @@ def main(argv=None) -> int:
         "representation_code_version": CODE_VERSION,
         "wall_seconds": round(wall, 1),
         "seconds_per_structure": round(wall / len(indices), 4),
-        "versions": {"pymatgen": pymatgen.core.__version__, "pyxtal": pyxtal.__version__, "spglib": spglib.__version__,
-                     "python": platform.python_version()},
-        "machine": {"cpu": platform.processor() or platform.machine(), "system": platform.system()},
     }
     out = args.out or REPO / "results" / "benchmarks" / f"roundtrip_{args.dataset}_{args.split}.json"
     atomic_write_json(out, record)

@@ -22,14 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 TOP_K = 64
 METRICS = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision")
 
@@ -146,7 +143,6 @@ def main(argv=None) -> int:
 
     from harness.datasets import load_split
     from harness.metrics.reference import reference_features
-    from harness.provenance import hardware
 
     run_dir = args.run_dir.resolve()
     record = json.loads((args.record or run_dir / "record.json").read_text())
@@ -182,8 +178,8 @@ def main(argv=None) -> int:
             "z": round(gap / (np.sqrt(2) * spread[key]), 2) if spread[key] > 0 else None,
         }
     out = {
-        **record_header("bootstrap spread of validity and coverage over a record's samples", "sampling_spread.py",
-                        argv, run_dir, record, REPO),
+        **record_header("sampling_spread", argv, run_dir, record, REPO),
+        "description": "bootstrap spread of validity and coverage over a record's samples",
         "n_samples": n,
         "n_fingerprinted": int(fp_ok.sum()),
         "n_reference": resampler.n_ref,
@@ -194,8 +190,6 @@ def main(argv=None) -> int:
         "note": "COV-R bootstrap level is biased low (a resample holds ~63% distinct samples); only its SD is used",
         "published_source": args.published_source,
         "published": published,
-        "hardware": hardware(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = args.out or REPO / "results" / "benchmarks" / f"sampling_spread_{dataset}_{run_dir.parent.name}.json"
     from harness.io import atomic_write_json

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 TOP = 12  # groups listed per distribution
 
@@ -59,12 +57,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
+    from common import result_header
+
     from harness.datasets import load_split
     from harness.io import atomic_write_json
     from harness.metrics.reference import reference_features
     from harness.metrics.symmetry import sg_jsd, sg_jsd_symmcd
     from harness.protocol import SG_SYMPREC, SG_SYMPREC_TEST_SYMMCD
-    from plugins._asymmetric.dataset import convert_split
+    from plugins._asymmetric import convert_split
 
     run_dirs = [run_dir.resolve() for run_dir in args.run]
     trained_on = {json.loads((d / "record.json").read_text())["splits"]["model_trained_on"] for d in run_dirs}
@@ -97,8 +97,8 @@ def main(argv=None) -> int:
         runs.append(info)
 
     result = {
-        "benchmark": "space groups at the representation's tolerance vs the protocol's symprec",
-        "command": "python benchmarks/sg_tolerance.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **result_header("sg_tolerance", argv),
+        "description": "space groups at the representation's tolerance vs the protocol's symprec",
         "dataset": args.dataset,
         "train_split": train_split,
         "representation_tolerances_used": dict(tolerances),

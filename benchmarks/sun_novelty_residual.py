@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -63,10 +61,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import pandas as pd
+    from common import result_header
 
     from harness.datasets import load_split
     from harness.io import atomic_write_json
-    from harness.provenance import git_state
     from harness.records import load_record
     from harness.samples import read_run_samples
 
@@ -127,10 +125,7 @@ def main(argv=None) -> int:
         })
         print(json.dumps(rows[-1]))
     result = {
-        "benchmark": "sun_novelty_residual",
-        "command": "python benchmarks/sun_novelty_residual.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git": git_state(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **result_header("sun_novelty_residual", argv),
         "train_recovered_rows": len(recovered),
         "val_rows": len(val),
         "full_training_rows": FULL_TRAIN,

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -47,8 +45,8 @@ def snap_scatter(arrays_list: list[dict]) -> list[float]:
     """Cartesian distance (Å) from each generated representative to the Wyckoff point it is snapped to."""
     import numpy as np
 
-    from plugins._asymmetric.lattice import k_to_matrix, project_k
-    from plugins._asymmetric.representation import _snapped_candidates, project_site_symmetry
+    from plugins._asymmetric import k_to_matrix, project_k, project_site_symmetry
+    from plugins._asymmetric.representation import _snapped_candidates
 
     distances = []
     for arrays in arrays_list:
@@ -90,13 +88,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
-    from common import quantiles
+    from common import quantiles, result_header
 
     from harness.datasets import load_split
     from harness.io import atomic_write_json, sha256_file
-    from harness.provenance import git_state
     from plugins._asymmetric import structures_from_arrays
     from plugins.symmbfn.training import load_model_file
 
@@ -132,11 +128,9 @@ def main(argv=None) -> int:
         print(rows[-1])
     out = args.out or REPO / "results" / "training" / "symmbfn" / f"failure_modes_{args.dataset}.json"
     atomic_write_json(out, {
-        "benchmark": "symmbfn_failure_modes",
-        "command": "python benchmarks/symmbfn_failure_modes.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git": git_state(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **result_header("symmbfn_failure_modes", argv),
         "dataset": args.dataset, "n": args.n, "seed": args.seed, "steps": args.steps, "batch_size": args.batch_size,
-        "numpy": np.__version__, "rows": rows,
+        "rows": rows,
     })
     print("wrote", out)
     return 0

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -133,8 +132,9 @@ def main(argv=None) -> int:
         one_epoch(args)
         return 0
 
+    from common import result_header
+
     from harness.io import atomic_write_json
-    from harness.provenance import hardware, package_versions
 
     unit, full, sha = representations(args.dataset, args.split, args.n, args.seed)
     runs = []
@@ -159,8 +159,8 @@ def main(argv=None) -> int:
                     pair["full"]["training_peak_mb"] / max(pair["asymmetric"]["training_peak_mb"], 1e-9), 2),
             }
     result = {
-        "benchmark": "SymmCD asymmetric unit vs full conventional cell (paper table 4)",
-        "command": "python benchmarks/symmcd_efficiency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **result_header("symmcd_efficiency", argv),
+        "description": "SymmCD asymmetric unit vs full conventional cell (paper table 4)",
         "dataset": args.dataset, "split": args.split, "split_sha256": sha, "subset": args.n, "seed": args.seed,
         "preset": args.preset, "threads": 1,
         "nodes": {"asymmetric_mean": round(float(unit.mask.sum(1).mean()), 2),
@@ -172,7 +172,6 @@ def main(argv=None) -> int:
                           "epoch_seconds": {"asymmetric": 27, "full": 52}},
         "peak_memory_note": "training_peak_mb: peak resident memory during the epoch above the resident memory before it (CPU RAM, /proc VmHWM after resetting it); the paper's figures are GPU memory",
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "hardware": hardware(), "versions": package_versions(),
     }
     out = args.out or REPO / "results" / "benchmarks" / f"symmcd_efficiency_{args.dataset}.json"
     atomic_write_json(out, result)

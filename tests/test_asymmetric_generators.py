@@ -15,6 +15,7 @@ import torch
 from pymatgen.core import Structure
 
 from harness.generator import TrainResult
+from harness.schemas import validate
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 LOSS_COLUMNS = {
@@ -79,6 +80,10 @@ def test_training_writes_checkpoint_manifest_and_curves(trained):
     assert manifest["epochs"] == 2 and manifest["crystals_used"] == 12
     for key in ("data_sha256", "splits", "preset", "wall_seconds", "git_commit", "final_losses", "seed"):
         assert key in manifest
+    validate(manifest, "manifest", str(out / "manifest.json"))
+    assert manifest["schema_version"] == 1
+    _, embedded = importlib.import_module(f"plugins.{name}.training").load_model_file(result.checkpoint)
+    assert embedded == manifest
     rows = (out / "loss.csv").read_text().strip().splitlines()
     assert rows[0].split(",")[3:] == LOSS_COLUMNS[name] and len(rows) == 3
     assert (out / "loss.png").stat().st_size > 0 and result.checkpoint.exists()

@@ -9,6 +9,7 @@ from pymatgen.core import Lattice, Structure
 
 from harness.datasets import Split
 from harness.registry import build_registry
+from harness.schemas import validate
 from plugins.symat.generator import CHECKPOINT_DIR, SyMatGenerator
 
 TINY = {
@@ -86,6 +87,8 @@ def test_train_writes_checkpoint_manifest_and_curves(trained):
     ):
         assert key in manifest
     assert manifest["epochs"] == 2 and manifest["complete"]
+    validate(manifest, "manifest", str(out / "manifest.json"))
+    assert manifest["schema_version"] == 1
     assert set(manifest["final_losses"]) >= {"total", "k", "elements", "counts", "lattice", "kl", "score"}
     rows = (out / "losses.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,") and len(rows) == 3

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from harness.provenance import commit_label
+from harness.schemas import CHECKPOINT_MANIFEST_VERSION
 from plugins._asymmetric.dataset import CODE_VERSION, PackedCrystals, convert_split, pack
 
 
@@ -184,8 +185,9 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
     def wall() -> float:
         return wall_before + time.perf_counter() - start
 
-    def manifest() -> dict:
+    def manifest() -> dict:  # harness/schema/manifest.schema.json
         return {
+            "schema_version": CHECKPOINT_MANIFEST_VERSION,
             "generator": kind.generator, "dataset": split.dataset, "splits": split.name, "data_sha256": split.sha256,
             "crystals_used": len(crystals), "crystals_failed_conversion": len(converted.failures),
             "representation_code_version": CODE_VERSION, "tolerances": list(converted.tolerances),

@@ -14,6 +14,7 @@ import torch
 from harness.generator import TrainResult
 from harness.io import atomic_write, atomic_write_json
 from harness.provenance import commit_label
+from harness.schemas import CHECKPOINT_MANIFEST_VERSION
 from plugins.symat import presets
 from plugins.symat.data import collate, from_structure, lattice_stats
 from plugins.symat.model import LOSS_WEIGHTS, SyMat, estimate_sigma_hat
@@ -133,7 +134,8 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
         }
         atomic_write(last_path, lambda p: torch.save(payload, p))
         atomic_write(out_dir / "model.pt", lambda p: torch.save(model_payload(model), p))
-        manifest = {
+        manifest = {  # harness/schema/manifest.schema.json
+            "schema_version": CHECKPOINT_MANIFEST_VERSION,
             "generator": "symat",
             "dataset": split.dataset,
             "splits": split.name,
