@@ -12,7 +12,7 @@ from harness.evaluation import EvaluationRequest
 from harness.io import sha256_file
 from harness.protocol import CUSTOM_TIER
 from harness.records import RECORD_NAME
-from harness.runner import finish_run
+from harness.runner import finish_run, relaxer_suffix
 from harness.sample_formats import folder_members, format_suffixes, read_sample_file
 
 
@@ -37,7 +37,7 @@ def evaluate_file(
     path = Path(path)
     digest = samples_digest(path)
     plugin_name = f"external-{external['name']}" if external else (name or _stem(path))
-    run_id = f"{CUSTOM_TIER}-{digest[:12]}-seed{request.eval_seed}"
+    run_id = f"{CUSTOM_TIER}-{digest[:12]}-seed{request.eval_seed}{relaxer_suffix(request.relaxer)}"
     run_dir = Path(out) if out else results_dir / request.dataset / plugin_name / run_id
     if (run_dir / RECORD_NAME).exists():
         return run_dir / RECORD_NAME
@@ -47,7 +47,8 @@ def evaluate_file(
         record_external = {k: external[k] for k in ("model", "paper", "source", "status", "caveats") if k in external}
         record_external["manifest"] = external.get("name")
     model_trained_on = external.get("trained_on") if external else None
-    with Invocation(run_dir, f"bench evaluate {path.name} --dataset {request.dataset}") as invocation:
+    with Invocation(run_dir, f"bench evaluate {path.name} --dataset {request.dataset}"
+                                     f"{'' if not relaxer_suffix(request.relaxer) else ' --relaxer ' + request.relaxer}") as invocation:
         return finish_run(
             sample_file.samples, run_dir, request, n_relax=n_relax, tier=CUSTOM_TIER,
             plugin={"name": plugin_name, "version": str(external.get("version", "")) if external else "",

@@ -14,6 +14,7 @@ from harness.datasets import Split, load_split
 from harness.evaluation_types import Sample
 from harness.parallel import default_executor
 from harness.protocol import METRIC_KEYS
+from harness.relaxer import PROTOCOL_RELAXER
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class EvaluationRequest:
     progress: bool = True
     executor: str = "process"  # "process" (a local pool) or "dask"; the metrics never depend on it
     scheduler: str | None = None  # a Dask scheduler's address (implies "dask"); None starts a local cluster
+    relaxer: str = PROTOCOL_RELAXER  # who relaxes the stability subset; any other is shown apart from protocol rows
 
     def __post_init__(self) -> None:
         if self.executor not in ("process", "dask"):
@@ -113,7 +115,7 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
         stab = stability.evaluate(
             samples, dataset=request.dataset, train=novelty, n_relax=request.n_relax, seed=request.eval_seed,
             hull=request.hull, hull_sha256=request.hull_sha256, work_dir=(work_dir / "stability") if work_dir else None,
-            data_dir=request.data_dir, workers=request.workers, progress=request.progress,
+            data_dir=request.data_dir, workers=request.workers, progress=request.progress, relaxer=request.relaxer,
         )
         values.update(stab.metrics)
         details["stability"] = stab.info

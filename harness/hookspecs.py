@@ -29,3 +29,12 @@ def xtalbench_register_generators(register):
 @hookspec
 def xtalbench_register_datasets(register):
     """Register datasets by calling ``register(card)`` with a :class:`harness.datasets.DatasetCard`."""
+
+
+@hookspec
+def xtalbench_register_relaxers(register):
+    """Register relaxers by calling ``register(spec)`` with a :class:`harness.relaxer.RelaxerSpec`.
+
+    The spec's ``target`` (a :class:`harness.relaxer.Relaxer` subclass) is imported only when the relaxer is used.
+    xtalbench registers its built-ins (CHGNet, the protocol's, and SevenNet-0) through this hook too.
+    """

@@ -1,4 +1,4 @@
-"""The typed registry of generators and datasets, filled through pluggy hooks from the ``xtalbench`` entry points."""
+"""The typed registry of generators, datasets and relaxers, filled through pluggy hooks from the ``xtalbench`` entry points."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pluggy
 from harness import hookspecs
 from harness.datasets import BUILTIN_CARDS, DatasetCard
 from harness.generator import Generator, GeneratorSpec
+from harness.relaxer import RelaxerSpec
 
 ENTRY_POINT_GROUP = "xtalbench"
 # Comma-separated plugin (entry-point) names to load; unset loads all. "" loads none but the built-in datasets.
@@ -34,12 +35,30 @@ class _BuiltinDatasets:
             register(card)
 
 
+# The built-in relaxers: CHGNet (the protocol's) and SevenNet-0 (optional: ``pip install xtalbench[sevennet]``).
+BUILTIN_RELAXERS = (
+    RelaxerSpec(name="chgnet", version="1", target="harness.stability.chgnet:ChgnetRelaxer", package="chgnet",
+                model="0.3.0", description="CHGNet 0.3.0, the protocol's relaxer (Deng et al. 2023)"),
+    RelaxerSpec(name="sevennet", version="1", target="harness.stability.sevennet:SevennetRelaxer",
+                package="sevenn", model="7net-0",
+                description="SevenNet-0 (11 Jul 2024 weights, shipped in the sevenn wheel; Park et al. 2024)"),
+)
+
+
+class _BuiltinRelaxers:
+    @hookspecs.hookimpl
+    def xtalbench_register_relaxers(self, register):
+        for spec in BUILTIN_RELAXERS:
+            register(spec)
+
+
 @dataclass
 class Registry:
     """Generators and datasets by name; built from a plugin manager, never importing a generator's module."""
 
     generators: dict[str, GeneratorSpec] = field(default_factory=dict)
     datasets: dict[str, DatasetCard] = field(default_factory=dict)
+    relaxers: dict[str, RelaxerSpec] = field(default_factory=dict)
     plugin_manager: pluggy.PluginManager | None = None
 
     def add_generator(self, spec: GeneratorSpec, distribution: str = "", distribution_version: str = "") -> None:
@@ -61,6 +80,27 @@ class Registry:
         if card.name in self.datasets:
             raise RegistryError(f"dataset {card.name!r} registered twice")
         self.datasets[card.name] = card
+
+    def add_relaxer(self, spec: RelaxerSpec, distribution: str = "", distribution_version: str = "") -> None:
+        if not isinstance(spec, RelaxerSpec):
+            raise RegistryError(f"register() takes a harness.relaxer.RelaxerSpec, got {type(spec).__name__}")
+        if spec.name in self.relaxers:
+            other = self.relaxers[spec.name]
+            raise RegistryError(
+                f"relaxer {spec.name!r} registered twice: by {other.distribution or other.target} "
+                f"and by {distribution or spec.target}"
+            )
+        self.relaxers[spec.name] = replace(
+            spec, distribution=spec.distribution or distribution,
+            distribution_version=spec.distribution_version or distribution_version,
+        )
+
+    def relaxer(self, name: str) -> RelaxerSpec:
+        try:
+            return self.relaxers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.relaxers)) or "none"
+            raise RegistryError(f"unknown relaxer {name!r}{did_you_mean(name, self.relaxers)} (installed: {known})") from None
 
     def generator_spec(self, name: str) -> GeneratorSpec:
         try:
@@ -97,6 +137,7 @@ def build_registry(extra_plugins: Iterable[object] = (), load_entry_points: bool
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(_BuiltinDatasets(), name="xtalbench-builtin-datasets")
+    pm.register(_BuiltinRelaxers(), name="xtalbench-builtin-relaxers")
     if load_entry_points:
         wanted = os.environ.get(PLUGINS_ENV)
         if wanted is None:
@@ -118,6 +159,9 @@ def build_registry(extra_plugins: Iterable[object] = (), load_entry_points: bool
         impl.function(register=lambda spec, d=dist, v=version: registry.add_generator(spec, d, v))
     for impl in pm.hook.xtalbench_register_datasets.get_hookimpls():
         impl.function(register=registry.add_dataset)
+    for impl in pm.hook.xtalbench_register_relaxers.get_hookimpls():
+        dist, version = _distribution_of(pm, impl.plugin)
+        impl.function(register=lambda spec, d=dist, v=version: registry.add_relaxer(spec, d, v))
     return registry
 
 

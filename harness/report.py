@@ -71,7 +71,7 @@ def reference_properties(dataset: str, data_dir: str | Path | None = None) -> pd
 # ---- plots ----------------------------------------------------------------------------------------------
 
 
-def _figure():
+def new_figure():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +81,7 @@ def _figure():
     return plt, fig, ax
 
 
-def _save(plt, fig, path: Path) -> Path:
+def save_figure(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     plt.close(fig)
@@ -97,7 +97,7 @@ def plot_spacegroups(samples: pd.Series, reference: pd.Series | None, path: Path
     """Mirrored histogram: valid samples above the axis, the test split below, so neither hides the other."""
     from matplotlib.ticker import FuncFormatter
 
-    plt, fig, ax = _figure()
+    plt, fig, ax = new_figure()
     groups = np.arange(1, 231)
     edges = np.arange(0.5, 231.5)
     ax.stairs(_fractions(samples, groups), edges, fill=True, color=SAMPLE_COLOUR,
@@ -117,11 +117,11 @@ def plot_spacegroups(samples: pd.Series, reference: pd.Series | None, path: Path
     ax.set_ylabel("fraction of structures")
     ax.set_title(title, fontsize=10, pad=20)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_density(samples: pd.Series, reference: pd.Series | None, path: Path, title: str) -> Path:
-    plt, fig, ax = _figure()
+    plt, fig, ax = new_figure()
     pooled = pd.concat([samples, reference]) if reference is not None else samples
     upper = float(np.quantile(pooled, 0.995)) if len(pooled) else 1.0
     bins = np.linspace(0.0, max(upper, 1e-6), 61)
@@ -134,11 +134,11 @@ def plot_density(samples: pd.Series, reference: pd.Series | None, path: Path, ti
     ax.set_ylabel("probability density")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_num_elems(samples: pd.Series, reference: pd.Series | None, path: Path, title: str) -> Path:
-    plt, fig, ax = _figure()
+    plt, fig, ax = new_figure()
     top = int(max(samples.max() if len(samples) else 1, reference.max() if reference is not None else 1))
     counts = np.arange(1, top + 1)
     width = 0.4 if reference is not None else 0.8
@@ -152,13 +152,13 @@ def plot_num_elems(samples: pd.Series, reference: pd.Series | None, path: Path, 
     ax.set_ylabel("fraction of structures")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_ehull(ehull: pd.Series, path: Path, title: str, *, label: str = "relaxed samples",
                other: pd.Series | None = None, other_label: str = "") -> Path:
     """Histogram of E_hull; ``other`` (the same samples on another hull) drawn as an outline beside it."""
-    plt, fig, ax = _figure()
+    plt, fig, ax = new_figure()
     low, high = EHULL_RANGE
     below, above = int((ehull < low).sum()), int((ehull > high).sum())
     bins = np.linspace(low, high, 81)
@@ -172,7 +172,7 @@ def plot_ehull(ehull: pd.Series, path: Path, title: str, *, label: str = "relaxe
     ax.set_ylabel("relaxed samples")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 # ---- the report -----------------------------------------------------------------------------------------
@@ -327,10 +327,12 @@ def _hull_support_lines(table: pd.DataFrame, hull) -> list[str]:
     ]
 
 
-def write_report(record_path: str | Path, reference: pd.DataFrame | None, hull=None) -> Report:
+def write_report(record_path: str | Path, reference: pd.DataFrame | None, hull=None,
+                 compare: tuple[Path, ...] = ()) -> Report:
     """Write the plots and ``report.md`` beside ``record_path``; ``reference`` holds the test split's properties
     (``reference_properties``), or None to plot the samples alone; ``hull``, the dataset hull the record's E_hull
-    was taken against (``dataset_hull``), adds the hull-support table of the relaxed subset."""
+    was taken against (``dataset_hull``), adds the hull-support table of the relaxed subset; ``compare``, records
+    of the same samples relaxed by other relaxers (``report_relaxers.relaxer_siblings``), adds a section per relaxer."""
     record_path = resolve_record_path(record_path)
     record = load_record(record_path)
     run_dir = record_path.parent
@@ -381,13 +383,21 @@ def write_report(record_path: str | Path, reference: pd.DataFrame | None, hull=N
         lines += ["Most common reasons a sample is invalid (a sample may have several):", "", *reasons, ""]
     if hull is not None and not ehull.empty:
         lines += _hull_support_lines(table, hull)
+    for other_path in compare:
+        from harness.report_relaxers import relaxer_comparison
+
+        section, plot = relaxer_comparison(record, table, Path(other_path), run_dir)
+        lines += section
+        plots.append(plot)
     lines += ["## Plots", "",
               "Valid samples (all of them, not the 1,000-sample subset the Wasserstein distances use) against "
               "the test split.", ""]
     captions = {"spacegroup": "Space-group histogram", "density": "Density", "num_elems": "Number of elements",
                 "ehull": "E_hull of the relaxed subset"}
     for plot in plots:
-        key = next(k for k, v in PLOT_NAMES.items() if v == plot.name)
+        key = next((k for k, v in PLOT_NAMES.items() if v == plot.name), None)
+        if key is None:  # a comparison's plot, shown in its own section
+            continue
         lines += [f"### {captions[key]}", "", f"![{captions[key]}]({plot.name})", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]

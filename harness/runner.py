@@ -20,6 +20,7 @@ from harness.evaluation_types import Sample
 from harness.io import atomic_write, atomic_write_gzip, atomic_write_json, sha256_file, sha256_text
 from harness.protocol import CUSTOM_TIER, PROTOCOL_VERSION, TIERS, Tier
 from harness.records import PER_SAMPLE_NAME, RECORD_NAME, SAMPLES_NAME, SCHEMA_VERSION, write_record
+from harness.relaxer import PROTOCOL_RELAXER
 from harness.sample_formats import unlocated
 from harness.samples import make_sample, structures_to_extxyz
 
@@ -110,8 +111,17 @@ def generate(generator, n: int, seed: int, batch_size: int, work_dir: Path, prog
     return samples, seconds
 
 
-def run_id_for(tier: str, seed: int, checkpoint_sha: str | None) -> str:
-    return f"{tier}-seed{seed}-{(checkpoint_sha or 'noweights')[:10]}"
+def run_id_for(tier: str, seed: int, checkpoint_sha: str | None, relaxer: str = PROTOCOL_RELAXER) -> str:
+    return f"{tier}-seed{seed}-{(checkpoint_sha or 'noweights')[:10]}{relaxer_suffix(relaxer)}"
+
+
+def _relaxer_flag(relaxer: str) -> str:
+    return "" if relaxer == PROTOCOL_RELAXER else f" --relaxer {relaxer}"
+
+
+def relaxer_suffix(relaxer: str) -> str:
+    """What a run id gains when its stability subset is relaxed by a relaxer other than the protocol's."""
+    return "" if relaxer == PROTOCOL_RELAXER else f"-{relaxer}"
 
 
 def _run_params(request: RunRequest, n: int, checkpoint_sha: str | None) -> dict[str, Any]:
@@ -133,12 +143,14 @@ def run(request: RunRequest) -> Path:
     if checkpoint is not None and not Path(checkpoint).exists():
         raise RunError(f"checkpoint {checkpoint} does not exist")
     checkpoint_sha = sha256_file(checkpoint) if checkpoint else None
-    run_dir = request.out or (request.results_dir / request.dataset / request.plugin / run_id_for(tier.name, request.seed, checkpoint_sha))
+    run_dir = request.out or (request.results_dir / request.dataset / request.plugin / run_id_for(tier.name, request.seed, checkpoint_sha, request.evaluation.relaxer))
     run_dir = Path(run_dir)
     if (run_dir / RECORD_NAME).exists():
         return run_dir / RECORD_NAME  # complete already: the same command gives the same record
 
     params = {**_run_params(request, tier.n_samples, checkpoint_sha), "tier": tier.name}
+    if request.evaluation.relaxer != PROTOCOL_RELAXER:
+        params["relaxer"] = request.evaluation.relaxer
     params_path = run_dir / "run.json"
     if params_path.exists():
         previous = json.loads(params_path.read_text())
@@ -149,7 +161,7 @@ def run(request: RunRequest) -> Path:
         atomic_write_json(params_path, params)
 
     with Invocation(run_dir, f"bench run --plugin {request.plugin} --dataset {request.dataset} --tier {tier.name} "
-                             f"--seed {request.seed}") as invocation:
+                             f"--seed {request.seed}{_relaxer_flag(request.evaluation.relaxer)}") as invocation:
         return _run(request, generator, spec, tier, checkpoint, checkpoint_sha, run_dir, invocation)
 
 

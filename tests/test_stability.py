@@ -205,7 +205,7 @@ def test_batched_relaxation_follows_struct_optimizer():
 
 def test_one_pass_forces_and_stresses_match_chgnet_predict_graph():
     """The relaxation's single-backward energies/forces/stresses equal CHGNet's own predict_graph (float noise)."""
-    from harness.stability.relax import _predict, load_model
+    from harness.relaxer import load_relaxer
 
     rng = np.random.default_rng(0)
     structures = []
@@ -215,8 +215,8 @@ def test_one_pass_forces_and_stresses_match_chgnet_predict_graph():
         for i, shift in enumerate(rng.normal(0.0, 0.15, (len(s), 3))):  # seeded rattle: nonzero forces
             s.translate_sites([i], shift, frac_coords=False)
         structures.append(s)
-    model = load_model()
-    ours = _predict(model, structures, "efs", 32)
+    model = load_relaxer("chgnet").model
+    ours = load_relaxer("chgnet").predict(structures, "efs", 32)
     theirs = model.predict_graph([model.graph_converter(s) for s in structures], task="efs", batch_size=32)
     for a, b, s in zip(ours, theirs, structures):
         assert isinstance(a, dict) and set(a) >= {"e", "f", "s"}

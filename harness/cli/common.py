@@ -22,7 +22,7 @@ def add_evaluation_args(parser: argparse.ArgumentParser, stability_default: bool
                              "a run defaults to the splits its model was trained on")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--stability", dest="stability", action="store_true", default=stability_default,
-                       help="relax a seeded subset with CHGNet and compute S.U.N." + (" (default)" if stability_default else ""))
+                       help="relax a seeded subset (CHGNet unless --relaxer) and compute S.U.N." + (" (default)" if stability_default else ""))
     group.add_argument("--no-stability", dest="stability", action="store_false", help="skip stability and S.U.N.")
     parser.add_argument("--hull", default=None,
                         help="reference hull for E_hull: 'mp' (default: the shipped Materials Project hull), "
@@ -31,6 +31,10 @@ def add_evaluation_args(parser: argparse.ArgumentParser, stability_default: bool
     parser.add_argument("--hull-sha256", type=_sha256_arg, default=None,
                         help="sha256 the --hull file must have (pins a release xtalbench does not know; "
                              "else $XTALBENCH_HULL_SHA256)")
+    parser.add_argument("--relaxer", default="chgnet",
+                        help="who relaxes the stability subset: 'chgnet' (the protocol's, default) or another "
+                             "registered relaxer ('bench plugins' lists them, e.g. sevennet); records relaxed by "
+                             "another are shown apart from protocol rows")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     parser.add_argument("--executor", choices=("process", "dask"), default=None,
                         help="where the metrics' per-structure work runs: 'process' (default: a local pool) or "
@@ -60,7 +64,18 @@ def evaluation_request(args, n_relax: int = 100) -> EvaluationRequest:
         novelty_split=args.train_split, hull=args.hull, hull_sha256=getattr(args, "hull_sha256", None),
         data_dir=args.data_dir, workers=args.workers, progress=args.progress,
         executor="dask" if scheduler else (getattr(args, "executor", None) or "process"), scheduler=scheduler,
+        relaxer=_known_relaxer(getattr(args, "relaxer", None) or "chgnet"),
     )
+
+
+def _known_relaxer(name: str) -> str:
+    from harness.registry import RegistryError, get_registry
+
+    try:
+        get_registry().relaxer(name)
+    except RegistryError as exc:
+        raise SystemExit(fail(str(exc))) from None
+    return name
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     add_data_dir(parser)
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help="plot the samples alone, without loading the test split")
+    parser.add_argument("--compare", type=Path, action="append", default=None, metavar="RECORD",
+                        help="a record of the same samples relaxed by another relaxer, compared sample by sample "
+                             "(default: every such record beside this one)")
     parser.set_defaults(func=run)
 
 
@@ -27,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from harness import report
     from harness.datasets import DatasetError
     from harness.records import load_record
+    from harness.report_relaxers import relaxer_siblings
 
     record_path = report.resolve_record_path(args.record)
     try:
@@ -42,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     hull, why = report.dataset_hull(record, data_dir=args.data_dir)
     if hull is None and record.get("metrics", {}).get("n_relaxed"):
         print(f"bench report: note: no hull-support table: {why}", file=sys.stderr)
+    compare = [report.resolve_record_path(p) for p in args.compare] if args.compare else relaxer_siblings(record_path)
     try:
-        result = report.write_report(record_path, reference, hull)
+        result = report.write_report(record_path, reference, hull, tuple(compare))
     except (OSError, KeyError) as exc:
         return fail(f"{record_path}: cannot build the report: {exc}")
     for path in (result.markdown, *result.plots):

@@ -13,6 +13,7 @@ from typing import Any
 from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX, FamilyResult, Sample
 from harness.io import atomic_write_json, sha256_text
 from harness.protocol import METASTABLE_EHULL, STABLE_EHULL
+from harness.relaxer import PROTOCOL_RELAXER, load_relaxer
 from harness.stability.relax import VOLUME_PER_ATOM_BOUNDS, RelaxResult, RelaxSettings, relax_batched
 
 __all__ = ["HULL_SHA256_ENV", "evaluate", "relax_into", "select_subset"]
@@ -90,7 +91,7 @@ def relax_into(
         atomic_write_json(_result_path(relax_dir, index), result.to_json())
 
     relax_batched(
-        structures, settings, keys=list(indices), on_result=save, progress=progress, desc="relaxing (CHGNet)"
+        structures, settings, keys=list(indices), on_result=save, progress=progress, desc=f"relaxing ({settings.relaxer})"
     )
 
 
@@ -113,7 +114,7 @@ def _run_relaxations(
         if chunk
     ]
     with ProcessExecutor(workers, progress=progress) as executor:
-        executor.map(_relax_chunk, payloads, timeout_s=None, desc="relaxing (CHGNet, chunks)")
+        executor.map(_relax_chunk, payloads, timeout_s=None, desc=f"relaxing ({settings.relaxer}, chunks)")
     # A chunk that died leaves its unfinished structures without a file; they are recorded as failures below.
 
 
@@ -137,6 +138,10 @@ def _load_hull(
     if choice == "mp":
         return load_shipped_mp_hull()
     if choice == "dataset":
+        if settings.relaxer != PROTOCOL_RELAXER:
+            raise ValueError(f"--hull dataset holds CHGNet energies of the dataset's structures; relaxer "
+                             f"{settings.relaxer!r} is scored against the Materials Project hull (--hull mp) or a "
+                             "hull file, whose references are relaxed with it")
         loaded = load_or_build_dataset_hull(dataset, data_dir=data_dir, progress=progress)
     else:
         loaded = load_hull(Path(choice), hull_sha256 or os.environ.get(HULL_SHA256_ENV) or None)
@@ -193,8 +198,9 @@ def evaluate(
     data_dir: Path | None = None,
     workers: int | None = None,
     progress: bool = True,
+    relaxer: str = PROTOCOL_RELAXER,
 ) -> FamilyResult:
-    """Relax a seeded subset with CHGNet; E_hull, stability, uniqueness, novelty and S.U.N. (docs/protocol.md).
+    """Relax a seeded subset (with CHGNet, the protocol's relaxer, unless told); E_hull, stability, uniqueness, novelty and S.U.N. (docs/protocol.md).
 
     ``hull``: ``mp`` (default), ``dataset`` or a hull file; ``hull_sha256`` pins a user-supplied hull file (else ``$XTALBENCH_HULL_SHA256``). The references of the
     chemical systems the subset needs are relaxed (or read from their cache) in one batch before scoring.
@@ -206,7 +212,8 @@ def evaluate(
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    settings = RelaxSettings()
+    settings = RelaxSettings.for_relaxer(relaxer)
+    relaxer_info = load_relaxer(settings.relaxer, settings.model).describe()  # fails early for a missing package
     hull = _load_hull(dataset, hull, hull_sha256, data_dir, settings, progress)
     timings["hull_load_s"] = time.perf_counter() - start
 
@@ -294,6 +301,7 @@ def evaluate(
     info = {
         "chgnet_version": chgnet.__version__,
         "model": settings.model,
+        "relaxer": relaxer_info,
         "relax": {**settings.as_dict(), "volume_per_atom_bounds": list(VOLUME_PER_ATOM_BOUNDS)},
         "hull": hull.describe(),
         "corrections": hull.describe().get("corrections"),

@@ -245,10 +245,10 @@ class MPHull(_Described):
 
 
 def mp2020_corrected_energy_per_atom(structure, energy_per_atom: float) -> float:
-    """A CHGNet energy with MP2020 corrections, taking GGA+U (MP's U values) for oxides/fluorides of U elements.
+    """An energy per atom with MP2020 corrections, taking GGA+U (MP's U values) for oxides/fluorides of U elements.
 
-    Not part of the protocol (CHGNet's energies carry MP's corrections already): the calibration benchmark measures
-    this variant. Raises ``ValueError`` when the compatibility scheme rejects the entry.
+    Never applied to CHGNet's energies (they carry MP's corrections already; the calibration benchmark measures that
+    variant); applied to those of relaxers trained on uncorrected energies (SevenNet-0). Raises ``ValueError`` when the compatibility scheme rejects the entry.
     """
     from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
     from pymatgen.entries.computed_entries import ComputedStructureEntry

@@ -1,9 +1,10 @@
-"""CHGNet relaxation: a batched FIRE that runs many structures in lockstep, plus static scoring.
+"""Relaxation: a batched FIRE that runs many structures in lockstep, plus static scoring, for any relaxer.
 
 Each structure gets its own ASE ``FIRE`` optimizer over a cell filter, exactly as CHGNet's ``StructOptimizer``
 would build it; only the model calls are shared: every round, the forces and stresses of all active structures
-come from one batched CHGNet call, and each optimizer then takes its step from those cached results. So the
-trajectories are the ones ``StructOptimizer`` follows (up to float noise from batching), at a fraction of the cost.
+come from one batched call of the relaxer (:mod:`harness.relaxer`; CHGNet 0.3.0 is the protocol's), and each
+optimizer then takes its step from those cached results. So with CHGNet the trajectories are the ones
+``StructOptimizer`` follows (up to float noise from batching), at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from harness.relaxer import PROTOCOL_RELAXER, error_text, load_relaxer
+from harness.stability.chgnet import load_model
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -32,16 +36,32 @@ __all__ = [
 class RelaxSettings:
     """Everything that fixes a relaxation; recorded verbatim in a run's info."""
 
-    model: str = "0.3.0"
+    model: str = "0.3.0"  # the relaxer's weights
+
     optimizer: str = "FIRE"
     fmax: float = 0.1  # eV/Å, on atoms and (filter-scaled) cell degrees of freedom
     max_steps: int = 500
     cell_filter: str = "FrechetCellFilter"
     stress_weight: float = 1 / 160.21766208  # GPa -> eV/Å^3, as CHGNet's calculator
     batch_size: int = 32  # structures per batched model call
+    relaxer: str = PROTOCOL_RELAXER  # a registered relaxer (``bench plugins`` lists them)
+
+    @classmethod
+    def for_relaxer(cls, name: str = PROTOCOL_RELAXER, **overrides: Any) -> RelaxSettings:
+        """The protocol's settings with relaxer ``name`` and its default weights."""
+        if name == PROTOCOL_RELAXER:
+            return cls(**overrides)
+        from harness.registry import get_registry
+
+        return cls(relaxer=name, model=get_registry().relaxer(name).model, **overrides)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as recorded and hashed; the protocol relaxer's name is left out, so that its settings keep
+        the identity (relaxation folders, reference caches, shipped hulls) they had before relaxers were plugins."""
+        out = asdict(self)
+        if out["relaxer"] == PROTOCOL_RELAXER:
+            del out["relaxer"]
+        return out
 
 
 DEFAULT_SETTINGS = RelaxSettings()
@@ -88,96 +108,6 @@ class RelaxResult:
         )
 
 
-@lru_cache(maxsize=2)
-def load_model(name: str = "0.3.0"):
-    """The CHGNet model ``name`` on the GPU when there is one, else the CPU (cached per process)."""
-    import torch
-    from chgnet.model import CHGNet
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return CHGNet.load(model_name=name, use_device=device, verbose=False)
-
-
-def _energy_forces_stress(model, graphs: Sequence[Any]) -> list[dict]:
-    """CHGNet's ``predict_graph(task="efs")`` in one backward pass instead of two.
-
-    ``CHGNet._compute`` (0.3.0) takes forces and stresses with two ``autograd.grad`` calls that each build a
-    second-order graph (``create_graph=True``, needed only for training on forces). Inference needs neither: one
-    first-order gradient of the same total energy with respect to positions and strains gives the same numbers up
-    to float32 summation order (forces within 1e-4 eV/Å, stresses within 1e-3 GPa, as large as ``predict_graph``'s
-    own change between batch sizes) in a third to a half of the time on a CPU. The energy comes from CHGNet's own
-    forward and is bit-identical.
-    """
-    import torch
-    from chgnet.model.model import BatchedGraph
-
-    model.eval()
-    device = next(model.parameters()).device
-    graphs = [g.to(device) for g in graphs]
-    composition = 0 if model.composition_model is None else model.composition_model(graphs)
-    batched = BatchedGraph.from_graphs(
-        graphs,
-        bond_basis_expansion=model.bond_basis_expansion,
-        angle_basis_expansion=model.angle_basis_expansion,
-        compute_stress=True,
-    )
-    pred = model._compute(batched)  # energy only, per atom when the model is intensive (as CHGNet 0.3.0 is)
-    energy = pred["e"]
-    total = energy * pred["atoms_per_graph"] if model.is_intensive else energy
-    n = len(graphs)
-    grads = torch.autograd.grad(total.sum(), [*batched.atom_positions, *batched.strains])
-    energy = (energy + composition).detach().cpu().numpy()
-    scale = 1 / batched.volumes * 160.21766208  # eV/Å^3 -> GPa, as CHGNet
-    return [
-        {
-            "e": energy[i],
-            "f": (-1 * grads[i]).detach().cpu().numpy(),
-            "s": (grads[n + i] * scale[i]).detach().cpu().numpy(),
-        }
-        for i in range(n)
-    ]
-
-
-def _predict_graphs(model, graphs: Sequence[Any], task: str) -> list[dict]:
-    if task == "efs":
-        return _energy_forces_stress(model, graphs)
-    preds = model.predict_graph(list(graphs), task=task, batch_size=len(graphs))
-    return preds if isinstance(preds, list) else [preds]
-
-
-def _error_text(exc: BaseException) -> str:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {message}"[:300] if message else type(exc).__name__
-
-
-def _predict(model, structures: Sequence[Any], task: str, batch_size: int) -> list[dict | str]:
-    """Batched CHGNet predictions; a structure whose graph or prediction fails gets its error text instead."""
-    out: list[dict | str] = [""] * len(structures)
-    graphs, where = [], []
-    for i, structure in enumerate(structures):
-        try:
-            graphs.append(model.graph_converter(structure))
-            where.append(i)
-        except Exception as exc:
-            out[i] = _error_text(exc)
-    for start in range(0, len(graphs), batch_size):
-        chunk, idx = graphs[start : start + batch_size], where[start : start + batch_size]
-        try:
-            preds = _predict_graphs(model, chunk, task)
-        except Exception:
-            preds = []
-            for graph in chunk:  # isolate the one that fails
-                try:
-                    preds.append(_predict_graphs(model, [graph], task)[0])
-                except Exception as exc:
-                    preds.append(_error_text(exc))
-        for i, pred in zip(idx, preds):
-            if isinstance(pred, dict) and not all(np.all(np.isfinite(v)) for v in pred.values()):
-                pred = "ValueError: non-finite CHGNet prediction"
-            out[i] = pred
-    return out
-
-
 def score_static(
     structures: Sequence[Any],
     *,
@@ -185,16 +115,17 @@ def score_static(
     batch_size: int = 32,
     progress: bool = False,
     desc: str = "scoring",
+    relaxer: str = PROTOCOL_RELAXER,
 ) -> list[float | str]:
-    """CHGNet energy per atom of each structure as given (no relaxation); the error text where it fails."""
+    """Energy per atom of each structure as given (no relaxation; CHGNet unless told); the error text where it fails."""
     from tqdm.auto import tqdm
 
-    model = load_model(model_name)
+    model = load_relaxer(relaxer, model_name)
     energies: list[float | str] = []
     with tqdm(total=len(structures), desc=desc, unit="struct", disable=not progress, mininterval=1) as bar:
         for start in range(0, len(structures), batch_size * 8):
             chunk = structures[start : start + batch_size * 8]
-            for pred in _predict(model, chunk, "e", batch_size):
+            for pred in model.predict(chunk, "e", batch_size):
                 energies.append(pred if isinstance(pred, str) else float(pred["e"]))
             bar.update(len(chunk))
     return energies
@@ -267,11 +198,19 @@ class _Job:
         gradient = self.optimizer.optimizable.get_gradient()
         return bool(self.optimizer.gradient_converged(gradient))
 
-    def result(self, pred: dict | None, converged: bool, error: str | None = None) -> RelaxResult:
+    def result(self, pred: dict | None, converged: bool, error: str | None = None, relaxer=None) -> RelaxResult:
+        """The outcome; the energy on the Materials Project's (MP2020-corrected) scale when ``relaxer`` says how."""
         seconds = time.perf_counter() - self.start
         if error is not None:
             return RelaxResult(None, None, False, self.steps, error, seconds)
-        return RelaxResult(float(pred["e"]), self.structure(), converged, self.steps, None, seconds)
+        structure = self.structure()
+        energy = float(pred["e"])
+        if relaxer is not None:
+            try:
+                energy = relaxer.mp_compatible_energy(structure, energy)
+            except Exception as exc:
+                return RelaxResult(None, None, False, self.steps, f"energy scale: {error_text(exc)}", seconds)
+        return RelaxResult(energy, structure, converged, self.steps, None, seconds)
 
 
 def relax_batched(
@@ -284,14 +223,14 @@ def relax_batched(
     progress: bool = False,
     desc: str = "relaxing",
 ) -> list[RelaxResult]:
-    """Relax ``structures`` with one FIRE per structure and batched CHGNet calls; never raises for one structure.
+    """Relax ``structures`` with one FIRE per structure and batched relaxer calls; never raises for one structure.
 
     Up to ``settings.batch_size`` structures are active at once; a finished one (converged, step cap reached, or
     failed) is handed to ``on_result(key, result)`` at once and replaced by the next waiting structure.
     """
     from tqdm.auto import tqdm
 
-    model = load_model(settings.model)
+    model = load_relaxer(settings.relaxer, settings.model)
     keys = list(range(len(structures))) if keys is None else list(keys)
     cells = [relax_cell] * len(structures) if isinstance(relax_cell, bool) else list(relax_cell)
     task = "efs"
@@ -313,7 +252,7 @@ def relax_batched(
                 try:
                     active[i] = _Job(keys[i], structures[i], settings, cells[i])
                 except Exception as exc:
-                    finish(i, RelaxResult(None, None, False, 0, _error_text(exc)))
+                    finish(i, RelaxResult(None, None, False, 0, error_text(exc)))
             for i in list(active):
                 volume = active[i].atoms.get_volume() / len(active[i].atoms)
                 if not VOLUME_PER_ATOM_BOUNDS[0] <= volume <= VOLUME_PER_ATOM_BOUNDS[1]:
@@ -322,7 +261,7 @@ def relax_batched(
             if not active:
                 continue
             order = list(active)
-            preds = _predict(model, [active[i].structure() for i in order], task, settings.batch_size)
+            preds = model.predict([active[i].structure() for i in order], task, settings.batch_size)
             for i, pred in zip(order, preds):
                 job = active[i]
                 if isinstance(pred, str):
@@ -331,15 +270,15 @@ def relax_batched(
                 try:
                     job.inject(pred, settings.stress_weight)
                     if job.converged():
-                        finish(i, job.result(pred, True))
+                        finish(i, job.result(pred, True, relaxer=model))
                     elif job.steps >= settings.max_steps:
-                        finish(i, job.result(pred, False))
+                        finish(i, job.result(pred, False, relaxer=model))
                     else:
                         job.optimizer.step()
                         job.steps += 1
                         job.optimizer.nsteps += 1
                 except Exception as exc:
-                    finish(i, job.result(None, False, _error_text(exc)))
+                    finish(i, job.result(None, False, error_text(exc)))
     return [results[i] for i in range(len(structures))]
 
 
@@ -367,7 +306,7 @@ def relax_one_struct_optimizer(
             assign_magmoms=False,
         )
     except Exception as exc:
-        return RelaxResult(None, None, False, 0, _error_text(exc), time.perf_counter() - start)
+        return RelaxResult(None, None, False, 0, error_text(exc), time.perf_counter() - start)
     trajectory = out["trajectory"]
     final = out["final_structure"]
     steps = max(len(trajectory.energies) - 2, 0)  # the observer records the start and the end once more
