@@ -326,3 +326,41 @@ def test_report_compares_the_relaxers_of_the_same_samples(tmp_path):
     side_by_side = pd.read_csv(path.parent / "relaxers_chgnet_vs_sevennet.csv", index_col="index")
     assert list(side_by_side["agree"]) == [True, False, True, False]
     assert (path.parent / "relaxers_chgnet_vs_sevennet.png").stat().st_size > 1000
+
+
+# ---- bench relax: a sibling record of the same samples ---------------------------------------------------------
+
+
+def test_relax_again_writes_a_sibling_of_the_same_samples_with_only_stability_new(tiny_dataset, tmp_path, capsys):
+    from harness.cli.main import main
+    from harness.evaluation import EvaluationRequest
+    from harness.records import load_record
+    from harness.report_relaxers import relaxer_siblings
+    from harness.runner import RunRequest, run
+    from tests.conftest import TinyDatasetPlugin
+
+    set_registry(build_registry(extra_plugins=[TinyDatasetPlugin(), EmtPlugin()]))
+    evaluation = EvaluationRequest(dataset="tiny", stability=True, workers=1, progress=False)
+    source = run(RunRequest(plugin="trainset", dataset="tiny", n_samples=8, n_relax=8, batch_size=4,
+                            out=tmp_path / "results" / "tiny" / "trainset" / "custom-seed0", evaluation=evaluation))
+    assert main(["relax", str(source.parent), "--relaxer", "emt-test", "--no-progress"]) == 0
+    sibling_path = source.parent.with_name("custom-seed0-emt-test") / "record.json"
+    assert str(sibling_path) in capsys.readouterr().out
+    record, sibling = load_record(source), load_record(sibling_path)
+    stability_keys = {"stable_rate", "metastable_rate", "unique_rate", "novel_rate", "sun_rate", "n_relaxed",
+                      "n_stable", "n_sun", "seconds_per_stable", "seconds_per_sun"}
+    assert {k: v for k, v in record["metrics"].items() if k not in stability_keys} == \
+        {k: v for k, v in sibling["metrics"].items() if k not in stability_keys}
+    assert sibling["details"]["stability"]["relaxer"]["name"] == "emt-test"
+    assert sibling["details"]["stability"]["relaxed_again_from"]["run_id"] == "custom-seed0"
+    assert sibling["data"]["samples_sha256"] == record["data"]["samples_sha256"]
+    assert (sibling_path.parent / "samples.extxyz.gz").read_bytes() == (source.parent / "samples.extxyz.gz").read_bytes()
+    table = pd.read_parquet(sibling_path.parent / "per_sample.parquet")
+    gold = table["formula"].isin(["Cu", "Au"])
+    assert gold.any() and table.loc[gold, "e_hull"].notna().all()  # EMT relaxes the metals ...
+    assert table.loc[~gold, "stability_error"].str.contains("EMT has no parameters").all()  # ... and no salt
+    assert relaxer_siblings(source) == [sibling_path]
+    # done already: the same command gives the same record; a sibling is not relaxed again
+    assert main(["relax", str(source.parent), "--relaxer", "emt-test", "--no-progress"]) == 0
+    assert main(["relax", str(sibling_path.parent), "--relaxer", "chgnet", "--no-progress"]) == 2
+    assert "relaxed by emt-test; relax the protocol record instead" in capsys.readouterr().err
