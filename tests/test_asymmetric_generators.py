@@ -217,3 +217,26 @@ def test_resume_fills_in_statistics_the_checkpoint_predates(trained, toy_split, 
                             seed=0)
     model, _ = training.load_model_file(result.checkpoint)
     assert getattr(model.stats, "data", model.stats).type_counts is not None
+
+
+def test_a_signal_stops_training_at_the_next_batch_with_a_checkpoint(toy_split, tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) ends training as its time box does: a checkpoint of the last whole epoch, resumable."""
+    import os
+    import signal
+
+    from plugins.symmbfn import training
+
+    monkeypatch.setenv("XTALBENCH_CACHE", str(tmp_path / "cache"))
+    before = signal.getsignal(signal.SIGTERM)
+
+    def log(message: str) -> None:
+        if message.startswith("epoch 1 "):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = training.train(toy_split, {"preset": "tiny", "max_epochs": 50, "device": "cpu"}, tmp_path / "run",
+                            seed=0, log=log)
+    assert result.manifest["epochs"] == 1  # epoch 2 was cut short: dropped from the history, its updates kept
+    assert (tmp_path / "run" / "last.pt").exists() and signal.getsignal(signal.SIGTERM) == before
+    again = training.train(toy_split, {"preset": "tiny", "max_epochs": 2, "resume": True, "device": "cpu"},
+                           tmp_path / "run", seed=0, log=lambda message: None)
+    assert again.manifest["epochs"] == 2

@@ -9,8 +9,11 @@ epoch, one column per loss component) and ``loss.png``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,6 +138,32 @@ def write_curves(out_dir: Path, history: list[dict], components: tuple[str, ...]
     plt.close(fig)
 
 
+@contextlib.contextmanager
+def stop_on_signals(log=print):
+    """Yields an event that SIGTERM or SIGINT (Ctrl-C) sets, so that training stops at the next batch with a
+    checkpoint, as at its time box, instead of losing the minutes since the last one; a second signal stops at once.
+    The previous handlers come back on exit; outside the main thread nothing is installed."""
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handler(signum, frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        log(f"{signal.Signals(signum).name}: stopping after this batch with a checkpoint (send it again to stop at once)")
+        event.set()
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    for signum in previous:
+        signal.signal(signum, handler)
+    try:
+        yield event
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: int, log=print):
     """Train on a harness ``Split``; returns ``harness.generator.TrainResult`` (checkpoint = ``model.pt``).
 
@@ -211,32 +240,33 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
     last_save = time.perf_counter()
     stop = False
     model.train()
-    while epoch < max_epochs and not stop:
-        sums = dict.fromkeys(kind.components, 0.0)
-        batches = 0
-        batches_index = size_bucketed_batches(packed, optim.batch_size, order_rng)
-        for index in batches_index:
-            batch = kind.make_batch(subset(packed, index), model.stats, device)
-            losses = model.loss(batch, noise_gen)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
-            optimizer.step()
-            for name in kind.components:
-                sums[name] += float(losses[name].detach())
-            batches += 1
-            if time.perf_counter() - last_save >= 60 * optim.checkpoint_minutes:
-                checkpoint()  # mid-epoch: a resume restarts this epoch with the updates so far kept
-                last_save = time.perf_counter()
-            if wall() - wall_before >= max_seconds:
-                stop = True  # the partial epoch is dropped from the history; its updates are kept
+    with stop_on_signals(log) as stop_requested:
+        while epoch < max_epochs and not stop:
+            sums = dict.fromkeys(kind.components, 0.0)
+            batches = 0
+            batches_index = size_bucketed_batches(packed, optim.batch_size, order_rng)
+            for index in batches_index:
+                batch = kind.make_batch(subset(packed, index), model.stats, device)
+                losses = model.loss(batch, noise_gen)
+                optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+                optimizer.step()
+                for name in kind.components:
+                    sums[name] += float(losses[name].detach())
+                batches += 1
+                if time.perf_counter() - last_save >= 60 * optim.checkpoint_minutes:
+                    checkpoint()  # mid-epoch: a resume restarts this epoch with the updates so far kept
+                    last_save = time.perf_counter()
+                if wall() - wall_before >= max_seconds or stop_requested.is_set():
+                    stop = True  # the partial epoch is dropped from the history; its updates are kept
+                    break
+            if stop and batches < len(batches_index):
                 break
-        if stop and batches < len(batches_index):
-            break
-        epoch += 1
-        means = {name: sums[name] / max(batches, 1) for name in kind.components}
-        scheduler.step(means["total"])
-        history.append({"epoch": epoch, "wall_seconds": round(wall(), 1), "lr": optimizer.param_groups[0]["lr"], **means})
-        log(f"epoch {epoch} " + " ".join(f"{k}={v:.4g}" for k, v in means.items()) + f" wall={wall():.0f}s")
-    checkpoint()
+            epoch += 1
+            means = {name: sums[name] / max(batches, 1) for name in kind.components}
+            scheduler.step(means["total"])
+            history.append({"epoch": epoch, "wall_seconds": round(wall(), 1), "lr": optimizer.param_groups[0]["lr"], **means})
+            log(f"epoch {epoch} " + " ".join(f"{k}={v:.4g}" for k, v in means.items()) + f" wall={wall():.0f}s")
+        checkpoint()
     return TrainResult(out_dir / "model.pt", manifest())
