@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.io import atomic_write_text
-from harness.protocol import PROTOCOL_VERSION, TIERS
+from harness.protocol import METRIC_SPECS, PROTOCOL_VERSION, TIERS, MetricSpec, family_specs
 from harness.records import iter_record_paths, load_record
 from harness.relaxer import PROTOCOL_RELAXER
 
@@ -23,44 +23,6 @@ DATASET_TITLES = {"mp20": "MP-20", "perov5": "Perov-5", "carbon24": "Carbon-24"}
 REPORT_NAME = "report.md"
 MISSING = "–"
 TIER_ORDER = {"full": 0, "quick": 1, "custom": 2}
-
-
-@dataclass(frozen=True)
-class Column:
-    """One metric column: record key, header, how to print it, and which way is better (None: not ranked)."""
-
-    key: str
-    header: str
-    kind: str  # "rate", "distance", "count" or "seconds"
-    better: str | None  # "max", "min" or None
-
-    @property
-    def title(self) -> str:
-        return self.header + {"max": " ↑", "min": " ↓", None: ""}[self.better]
-
-
-METRIC_COLUMNS = (
-    Column("struct_valid", "struct", "rate", "max"),
-    Column("comp_valid", "comp", "rate", "max"),
-    Column("valid", "valid", "rate", "max"),
-    Column("cov_recall", "COV-R", "rate", "max"),
-    Column("cov_precision", "COV-P", "rate", "max"),
-    Column("wdist_density", "wdist ρ", "distance", "min"),
-    Column("wdist_num_elems", "wdist N_el", "distance", "min"),
-    Column("sg_jsd", "sg JSD", "distance", "min"),
-    Column("sg_jsd_symmcd", "sg JSD (SymmCD)", "distance", "min"),
-    Column("stable_rate", "stable", "rate", "max"),
-    Column("metastable_rate", "metastable", "rate", "max"),
-    Column("unique_rate", "unique", "rate", "max"),
-    Column("novel_rate", "novel", "rate", "max"),
-    Column("sun_rate", "SUN", "rate", "max"),
-    Column("n_relaxed", "n relaxed", "count", None),
-    Column("n_stable", "n stable", "count", None),
-    Column("n_sun", "n SUN", "count", None),
-    Column("seconds_per_sample", "s/sample", "seconds", "min"),
-    Column("seconds_per_stable", "s/stable", "seconds", "min"),
-    Column("seconds_per_sun", "s/SUN", "seconds", "min"),
-)
 
 
 @dataclass(frozen=True)
@@ -323,7 +285,7 @@ def published_row(item: dict[str, Any]) -> Row:
 def _best_values(rows: list[Row]) -> dict[str, str]:
     """For each ranked column, the printed best value among ``rows`` (only when two or more rows have one)."""
     best = {}
-    for column in METRIC_COLUMNS:
+    for column in METRIC_SPECS:
         if column.better is None:
             continue
         printed = [format_value(row.metrics.get(column.key), column.kind) for row in rows]
@@ -336,13 +298,13 @@ def _best_values(rows: list[Row]) -> dict[str, str]:
 
 # Two tables per section, so that neither scrolls far from its model column.
 TABLE_PARTS = (
-    ("validity, coverage and distributions", METRIC_COLUMNS[:9], (("notes", "notes"), ("links", "links"))),
-    ("stability, S.U.N. and cost", METRIC_COLUMNS[9:],
+    ("validity, coverage and distributions", family_specs("distribution"), (("notes", "notes"), ("links", "links"))),
+    ("stability, S.U.N. and cost", family_specs("stability", "cost"),
      (("peak GB", "peak_memory"), ("hardware", "hardware"), ("date", "date"))),
 )
 
 
-def table_cells(rows: Iterable[Row], ranked: Iterable[Row], columns: tuple[Column, ...] = METRIC_COLUMNS,
+def table_cells(rows: Iterable[Row], ranked: Iterable[Row], columns: tuple[MetricSpec, ...] = METRIC_SPECS,
                 trailing: tuple[tuple[str, str], ...] = (("notes", "notes"), ("links", "links")),
                 ) -> tuple[list[str], list[list[Cell]]]:
     """The headers and printed cells of a table of ``rows``; a column's best value among ``ranked`` is marked."""
@@ -361,7 +323,7 @@ def table_cells(rows: Iterable[Row], ranked: Iterable[Row], columns: tuple[Colum
     return headers, body
 
 
-def render_table(rows: list[Row], ranked: list[Row], columns: tuple[Column, ...] = METRIC_COLUMNS,
+def render_table(rows: list[Row], ranked: list[Row], columns: tuple[MetricSpec, ...] = METRIC_SPECS,
                  trailing: tuple[tuple[str, str], ...] = (("notes", "notes"), ("links", "links"))) -> str:
     """A github table of ``rows``; the best value of each column among ``ranked`` rows is bold."""
     from tabulate import tabulate

@@ -12,18 +12,16 @@ from urllib.parse import quote
 
 from harness.io import atomic_write_text
 from harness.leaderboard import (
-    METRIC_COLUMNS,
     MISSING,
     REPORT_NAME,
     TABLE_PARTS,
     Board,
-    Column,
     Row,
     Section,
     build_boards,
     table_cells,
 )
-from harness.protocol import PROTOCOL_VERSION
+from harness.protocol import METRIC_SPECS, PROTOCOL_VERSION, MetricSpec
 from harness.records import RECORD_NAME
 from harness.report import PLOT_NAMES
 
@@ -32,7 +30,7 @@ REPORT_PAGE = "report.html"
 RUNS_DIR = "results"  # the copied run folders keep their place under results/
 PLOT_CAPTIONS = {"spacegroup": "space groups", "density": "density", "num_elems": "elements per structure",
                  "ehull": "E_hull of the relaxed subset"}
-HEADER_TYPES = {c.title: ("number", c.better or "") for c in METRIC_COLUMNS} | {"peak GB": ("number", "")}
+HEADER_TYPES = {c.title: ("number", c.better or "") for c in METRIC_SPECS} | {"peak GB": ("number", "")}
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1500px; padding: 0 1.5em 3em; color: #222; }
@@ -233,7 +231,7 @@ def _anchor(row: Row) -> str:
     return "plots-" + re.sub(r"[^A-Za-z0-9_-]+", "-", row.entry.group)
 
 
-def html_table(rows: tuple[Row, ...], ranked: tuple[Row, ...], columns: tuple[Column, ...],
+def html_table(rows: tuple[Row, ...], ranked: tuple[Row, ...], columns: tuple[MetricSpec, ...],
                trailing: tuple[tuple[str, str], ...], files: RunFiles) -> str:
     """One sortable table: the cells ``table_cells`` gives the markdown table, with the links made relative."""
     headers, body = table_cells(rows, ranked, columns, trailing)

@@ -65,26 +65,67 @@ TRAIN_SPLIT_SIZES = MappingProxyType({"mp20": 27_136, "carbon24": 6_091, "perov5
 STABLE_EHULL = 0.0  # eV/atom
 METASTABLE_EHULL = 0.1  # eV/atom
 
-# Every key a record's `metrics` carries; absent values are null, never made up.
-METRIC_KEYS = (
-    "struct_valid",
-    "comp_valid",
-    "valid",
-    "cov_recall",
-    "cov_precision",
-    "wdist_density",
-    "wdist_num_elems",
-    "sg_jsd",
-    "sg_jsd_symmcd",
-    "stable_rate",
-    "metastable_rate",
-    "unique_rate",
-    "novel_rate",
-    "sun_rate",
-    "n_relaxed",
-    "n_stable",
-    "n_sun",
-    "seconds_per_sample",
-    "seconds_per_stable",
-    "seconds_per_sun",
+# What a metric is: the kinds of number (each printed its own way) and the families that compute them.
+METRIC_KINDS = ("rate", "distance", "count", "seconds")
+FAMILIES = ("distribution", "stability", "cost")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric a record carries: its key, the kind of number it is (how tables print it), which way is better
+    (None: not ranked), its column header, and the metric family that computes it."""
+
+    key: str
+    kind: str  # "rate", "distance", "count" or "seconds"
+    better: str | None  # "max", "min" or None
+    header: str
+    family: str  # "distribution" (harness/metrics), "stability" (harness/stability), "cost" (evaluation.cost_metrics)
+
+    def __post_init__(self) -> None:
+        if self.kind not in METRIC_KINDS or self.better not in ("max", "min", None) or self.family not in FAMILIES:
+            raise ValueError(f"metric {self.key!r}: kind, better or family is not one the protocol knows")
+
+    @property
+    def title(self) -> str:
+        """The header with its direction, as tables print it: ↑ higher is better, ↓ lower is better."""
+        return self.header + {"max": " ↑", "min": " ↓", None: ""}[self.better]
+
+
+# Every metric a record's `metrics` carries, in the order records and leaderboards list them; a value a run did not
+# compute is null, never made up. The record schema (harness/schema/record.schema.json) lists the same keys.
+METRIC_SPECS = (
+    MetricSpec("struct_valid", "rate", "max", "struct", "distribution"),
+    MetricSpec("comp_valid", "rate", "max", "comp", "distribution"),
+    MetricSpec("valid", "rate", "max", "valid", "distribution"),
+    MetricSpec("cov_recall", "rate", "max", "COV-R", "distribution"),
+    MetricSpec("cov_precision", "rate", "max", "COV-P", "distribution"),
+    MetricSpec("wdist_density", "distance", "min", "wdist ρ", "distribution"),
+    MetricSpec("wdist_num_elems", "distance", "min", "wdist N_el", "distribution"),
+    MetricSpec("sg_jsd", "distance", "min", "sg JSD", "distribution"),
+    MetricSpec("sg_jsd_symmcd", "distance", "min", "sg JSD (SymmCD)", "distribution"),
+    MetricSpec("stable_rate", "rate", "max", "stable", "stability"),
+    MetricSpec("metastable_rate", "rate", "max", "metastable", "stability"),
+    MetricSpec("unique_rate", "rate", "max", "unique", "stability"),
+    MetricSpec("novel_rate", "rate", "max", "novel", "stability"),
+    MetricSpec("sun_rate", "rate", "max", "SUN", "stability"),
+    MetricSpec("n_relaxed", "count", None, "n relaxed", "stability"),
+    MetricSpec("n_stable", "count", None, "n stable", "stability"),
+    MetricSpec("n_sun", "count", None, "n SUN", "stability"),
+    MetricSpec("seconds_per_sample", "seconds", "min", "s/sample", "cost"),
+    MetricSpec("seconds_per_stable", "seconds", "min", "s/stable", "cost"),
+    MetricSpec("seconds_per_sun", "seconds", "min", "s/SUN", "cost"),
 )
+METRIC_KEYS = tuple(spec.key for spec in METRIC_SPECS)
+
+
+def family_specs(*families: str) -> tuple[MetricSpec, ...]:
+    """The metrics the named families compute, in protocol order."""
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown metric family {sorted(unknown)}; the protocol's: {', '.join(FAMILIES)}")
+    return tuple(spec for spec in METRIC_SPECS if spec.family in families)
+
+
+def family_keys(*families: str) -> tuple[str, ...]:
+    """The record keys the named families fill, in protocol order."""
+    return tuple(spec.key for spec in family_specs(*families))

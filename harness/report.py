@@ -12,8 +12,8 @@ import pandas as pd
 
 from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX
 from harness.io import atomic_write, atomic_write_text
-from harness.leaderboard import METRIC_COLUMNS, MISSING, REPORT_NAME, format_value
-from harness.protocol import METASTABLE_EHULL, SG_SYMPREC, STABLE_EHULL
+from harness.leaderboard import MISSING, REPORT_NAME, format_value
+from harness.protocol import METASTABLE_EHULL, METRIC_SPECS, SG_SYMPREC, STABLE_EHULL
 from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record
 
 PROPERTY_COLUMNS = ("density", "num_elems", "spacegroup")
@@ -179,7 +179,7 @@ def plot_ehull(ehull: pd.Series, path: Path, title: str, *, label: str = "relaxe
 
 
 def _metric_text(metrics: dict[str, Any], key: str) -> str:
-    column = next(c for c in METRIC_COLUMNS if c.key == key)
+    column = next(c for c in METRIC_SPECS if c.key == key)
     return format_value(metrics.get(key), column.kind)
 
 
@@ -226,7 +226,7 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     rows = [[column.title, format_value(metrics.get(column.key), column.kind), f"`{column.key}`"]
-            for column in METRIC_COLUMNS]
+            for column in METRIC_SPECS]
     return tabulate(rows, headers=["metric", "value", "record key"], tablefmt="github", disable_numparse=True)
 
 

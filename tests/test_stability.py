@@ -16,6 +16,7 @@ from harness import stability
 from harness.datasets import Split
 from harness.evaluation_types import Sample
 from harness.io import sha256_file, sha256_text
+from harness.protocol import family_keys
 from harness.stability.hull import HullError, ReferenceHull, load_hull, load_mp_hull
 from harness.stability.matching import novel_flags, unique_flags
 from harness.stability.relax import RelaxSettings, relax_batched
@@ -252,6 +253,7 @@ def test_evaluate_end_to_end_with_resume(tmp_path, monkeypatch):
     first = stability.evaluate(samples, **kwargs)
     t = first.table
     assert list(t.index) == [0, 1, 2, 3, 4] and first.metrics["n_relaxed"] == 5
+    assert tuple(first.metrics) == family_keys("stability")  # the keys the protocol's specification gives it
     assert t.loc[0, "stable"] and t.loc[0, "e_hull"] < 0 and t.loc[0, "relax_converged"]
     assert t.loc[0, "e_hull"] == pytest.approx(t.loc[0, "relaxed_energy_per_atom"] + 3.0, abs=1e-9)
     # U and N are judged on the relaxed structure, else the input (4); an unconstructed sample is neither (3).

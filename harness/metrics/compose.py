@@ -24,7 +24,7 @@ from harness.metrics.fingerprints import (
 from harness.metrics.reference import reference_features
 from harness.metrics.validity import comp_validity, min_interatomic_distance, struct_validity
 from harness.parallel import Executor, default_executor
-from harness.protocol import METRIC_KEYS, MIN_INTERATOMIC_DISTANCE, MIN_VOLUME, N_WDIST_SAMPLES, SG_SYMPREC
+from harness.protocol import MIN_INTERATOMIC_DISTANCE, MIN_VOLUME, N_WDIST_SAMPLES, SG_SYMPREC, family_keys
 
 __all__ = ["TABLE_COLUMNS", "describe_sample", "evaluate"]
 
@@ -39,8 +39,8 @@ TABLE_COLUMNS = (
     "fingerprint_error",
     "validity_reason",
 )
-# The protocol's keys this family fills: everything up to the space-group JSDs.
-METRICS = METRIC_KEYS[: METRIC_KEYS.index("sg_jsd_symmcd") + 1]
+# The protocol's keys this family fills: validity, coverage, distributions and space groups.
+METRICS = family_keys("distribution")
 
 
 def describe_sample(structure) -> dict:
