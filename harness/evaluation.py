@@ -13,7 +13,7 @@ import pandas as pd
 from harness.datasets import Split, load_split
 from harness.evaluation_types import Sample
 from harness.parallel import default_executor
-from harness.protocol import METRIC_KEYS
+from harness.protocol import METRIC_KEYS, SAMPLE_FILE_N_RELAX
 from harness.relaxer import PROTOCOL_RELAXER
 
 
@@ -24,7 +24,7 @@ class EvaluationRequest:
     dataset: str
     eval_seed: int = 0
     stability: bool = True
-    n_relax: int = 100
+    n_relax: int = SAMPLE_FILE_N_RELAX  # a run relaxes its tier's n_relax (the runner sets it)
     novelty_split: str | None = "train"
     hull: str | None = None  # "mp" (protocol default when None), "dataset", or a hull file's path
     hull_sha256: str | None = None  # pins the --hull file (else $XTALBENCH_HULL_SHA256)

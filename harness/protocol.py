@@ -32,8 +32,16 @@ TIERS = MappingProxyType(
         "quick": Tier("quick", n_samples=1_000, n_relax=100),
     }
 )
-# Records of externally supplied sample files of any size carry this tier.
+# Runs of any other size carry this tier and are never ranked: a sample file brought to `bench evaluate`, which
+# relaxes SAMPLE_FILE_N_RELAX of its samples unless asked otherwise, or `bench run --n-samples N` (custom_tier).
 CUSTOM_TIER = "custom"
+SAMPLE_FILE_N_RELAX = 100
+
+
+def custom_tier(n_samples: int, n_relax: int | None = None) -> Tier:
+    """A generator run of ``n_samples`` outside the tiers; ``n_relax`` relaxed, by default a tenth of the samples
+    as in the tiers (at least one)."""
+    return Tier(CUSTOM_TIER, n_samples, n_relax if n_relax is not None else max(1, n_samples // 10))
 
 # Coverage cutoffs (structure, composition) per dataset, as the CDVAE evaluation fixes them.
 COV_CUTOFFS = MappingProxyType(

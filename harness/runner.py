@@ -6,7 +6,7 @@ import gzip
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from harness.costs import Invocation
 from harness.evaluation import EvaluationRequest, cost_metrics, evaluate
 from harness.evaluation_types import Sample
 from harness.io import atomic_write, atomic_write_gzip, atomic_write_json, sha256_file, sha256_text
-from harness.protocol import CUSTOM_TIER, PROTOCOL_VERSION, TIERS, Tier
+from harness.protocol import PROTOCOL_VERSION, TIERS, Tier, custom_tier
 from harness.records import PER_SAMPLE_NAME, RECORD_NAME, SAMPLES_NAME, SCHEMA_VERSION, write_record
 from harness.relaxer import PROTOCOL_RELAXER
 from harness.sample_formats import unlocated
@@ -136,9 +136,7 @@ def run(request: RunRequest) -> Path:
     registry = get_registry()
     spec = registry.generator_spec(request.plugin)
     generator = registry.generator(request.plugin, request.dataset)
-    tier = TIERS[request.tier] if request.n_samples is None else Tier(
-        CUSTOM_TIER, request.n_samples, request.n_relax if request.n_relax is not None else max(1, request.n_samples // 10)
-    )
+    tier = TIERS[request.tier] if request.n_samples is None else custom_tier(request.n_samples, request.n_relax)
     checkpoint = request.checkpoint or generator.default_checkpoint()
     if checkpoint is not None and not Path(checkpoint).exists():
         raise RunError(f"checkpoint {checkpoint} does not exist")
@@ -178,13 +176,13 @@ def _run(request: RunRequest, generator, spec, tier: Tier, checkpoint, checkpoin
     finally:
         invocation.add("generation", time.perf_counter() - t0)
     trained_on = generator.training_splits()
-    evaluation_request = request.evaluation
+    evaluation_request = replace(request.evaluation, n_relax=tier.n_relax)
     if trained_on and evaluation_request.novelty_split in (None, "train"):
         # Novelty is judged against what the model was trained on, so a 'val'-trained model is not flattered.
-        evaluation_request = EvaluationRequest(**{**asdict(evaluation_request), "novelty_split": "+".join(trained_on)})
+        evaluation_request = replace(evaluation_request, novelty_split="+".join(trained_on))
     manifest = _checkpoint_manifest(checkpoint)
     return finish_run(
-        samples, run_dir, evaluation_request, n_relax=tier.n_relax, tier=tier.name,
+        samples, run_dir, evaluation_request, tier=tier.name,
         plugin={"name": spec.name, "version": spec.version, "distribution": spec.distribution or None,
                 "distribution_version": spec.distribution_version or None},
         sample_seed=request.seed, generation_s=generation_s, device=device,
@@ -216,7 +214,7 @@ def _checkpoint_manifest(checkpoint: Path | None) -> dict[str, Any] | None:
 
 
 def finish_run(
-    samples: Sequence[Sample], run_dir: Path, request: EvaluationRequest, *, n_relax: int, tier: str,
+    samples: Sequence[Sample], run_dir: Path, request: EvaluationRequest, *, tier: str,
     plugin: dict[str, Any], sample_seed: int | None, generation_s: float | None, device: str | None = None,
     checkpoint: dict | None = None, sampling: dict | None = None, model_trained_on: str | None = None,
     external: dict | None = None, samples_sha256: str | None = None, run_id: str | None = None,
@@ -226,7 +224,6 @@ def finish_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     extxyz = structures_to_extxyz(samples)
     atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
-    request = EvaluationRequest(**{**asdict(request), "n_relax": n_relax})
     t0 = time.perf_counter()
     try:
         result = evaluate(samples, request, work_dir=run_dir)

@@ -63,3 +63,24 @@ def test_a_metric_of_unknown_kind_direction_or_family_is_refused(fields):
         MetricSpec(*fields)
     with pytest.raises(ValueError, match="unknown metric family"):
         family_keys("elsewhere")
+
+
+def test_the_relaxed_subset_size_is_defined_once():
+    import argparse
+
+    from harness.cli import evaluate as evaluate_cli
+    from harness.cli import run as run_cli
+    from harness.evaluation import EvaluationRequest
+    from harness.protocol import SAMPLE_FILE_N_RELAX, TIERS, custom_tier
+
+    assert [(t.n_samples, t.n_relax) for t in TIERS.values()] == [(10_000, 1_000), (1_000, 100)]
+    assert custom_tier(1_000) == custom_tier(1_000, 100) and custom_tier(5).n_relax == 1
+    assert custom_tier(12, 12).n_relax == 12 and custom_tier(12).name == "custom"
+    assert EvaluationRequest(dataset="x").n_relax == SAMPLE_FILE_N_RELAX == 100
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    evaluate_cli.register(subparsers)
+    run_cli.register(subparsers)
+    assert parser.parse_args(["evaluate", "s.cif", "--dataset", "x"]).n_relax == SAMPLE_FILE_N_RELAX
+    assert parser.parse_args(["run", "--plugin", "p", "--dataset", "x"]).n_relax is None  # the tier's
+    assert "1,000 relaxed" in subparsers.choices["run"].format_help()

@@ -170,3 +170,15 @@ def test_a_resumed_run_records_the_summed_cost_of_all_its_invocations(tiny_datas
     assert timings["evaluation_s"] >= timings["evaluation_s_final_invocation"] + 0.3 - rounding
     assert timings["cpu_s"] > 0 and timings["max_rss_gb"] > 0.05
     assert "fingerprints" in timings["stages_final_invocation_s"]
+
+
+def test_the_relaxed_subset_size_comes_from_the_tier(tiny_dataset, tmp_path, monkeypatch):
+    from harness import runner
+    from harness.protocol import custom_tier
+
+    seen = []
+    monkeypatch.setattr(runner, "finish_run", lambda samples, run_dir, request, **kw: seen.append((request, kw)))
+    run(request(tmp_path, "default"))  # 12 samples: a tenth, at least one
+    run(request(tmp_path, "asked", n_relax=5))
+    assert [r.n_relax for r, _ in seen] == [custom_tier(N).n_relax, 5] == [1, 5]
+    assert {kw["tier"] for _, kw in seen} == {"custom"}

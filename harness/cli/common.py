@@ -53,14 +53,15 @@ def _sha256_arg(text: str) -> str:
     return value
 
 
-def evaluation_request(args, n_relax: int = 100) -> EvaluationRequest:
+def evaluation_request(args) -> EvaluationRequest:
+    """The evaluation the shared options ask for; the relaxed subset's size is the verb's (a tier, or --n-relax)."""
     if getattr(args, "hull_sha256", None) and args.hull in (None, "mp", "dataset"):
         raise SystemExit(fail("--hull-sha256 pins the file given with --hull; there is none"))
     scheduler = getattr(args, "scheduler", None)
     if scheduler and getattr(args, "executor", None) == "process":
         raise SystemExit(fail("--scheduler is a Dask scheduler's address; it cannot go with --executor process"))
     return EvaluationRequest(
-        dataset=args.dataset, eval_seed=args.eval_seed, stability=args.stability, n_relax=n_relax,
+        dataset=args.dataset, eval_seed=args.eval_seed, stability=args.stability,
         novelty_split=args.train_split, hull=args.hull, hull_sha256=getattr(args, "hull_sha256", None),
         data_dir=args.data_dir, workers=args.workers, progress=args.progress,
         executor="dask" if scheduler else (getattr(args, "executor", None) or "process"), scheduler=scheduler,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from harness.cli.common import add_evaluation_args, evaluation_request
+from harness.protocol import SAMPLE_FILE_N_RELAX
 from harness.sample_formats import FORMATS
 
 
@@ -22,7 +24,8 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default=None, help="name of the run's generator (default: the file's stem)")
     parser.add_argument("--external", type=Path, default=None,
                         help="external-set manifest (JSON) describing a published sample set; found by hash if omitted")
-    parser.add_argument("--n-relax", type=int, default=100, help="size of the relaxed subset with --stability")
+    parser.add_argument("--n-relax", type=int, default=SAMPLE_FILE_N_RELAX,
+                        help=f"size of the relaxed subset with --stability (default {SAMPLE_FILE_N_RELAX})")
     parser.add_argument("--generation-seconds", type=float, default=None,
                         help="wall time the samples took to generate, if known (fills the cost keys)")
     parser.add_argument("--out", type=Path, default=None, help="run folder")
@@ -46,10 +49,10 @@ def run(args) -> int:
             return fail(f"{args.samples}: the manifest says dataset {external.dataset!r}, not {args.dataset!r}")
         if args.samples.is_file() and samples_digest(args.samples) != external.sha256:
             return fail(f"{args.samples}: sha256 differs from the manifest's ({external.sha256[:16]}...): not the posted file")
-    request = evaluation_request(args, n_relax=args.n_relax)
+    request = replace(evaluation_request(args), n_relax=args.n_relax)
     record = evaluate_file(
         args.samples, request, name=args.name, external=external.as_json() if external else None,
-        results_dir=args.results, out=args.out, n_relax=args.n_relax, generation_s=args.generation_seconds,
+        results_dir=args.results, out=args.out, generation_s=args.generation_seconds,
     )
     from harness.cli.run import _print_summary
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.cli.common import add_evaluation_args, evaluation_request
+from harness.protocol import TIERS
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="sample a generator and evaluate it under the protocol")
     parser.add_argument("--plugin", required=True)
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--tier", choices=("full", "quick"), default="full",
-                        help="full: 10,000 samples, 1,000 relaxed; quick: 1,000 and 100 (smoke runs)")
+    full, quick = TIERS["full"], TIERS["quick"]
+    parser.add_argument("--tier", choices=tuple(TIERS), default="full",
+                        help=f"full: {full.n_samples:,} samples, {full.n_relax:,} relaxed; quick: {quick.n_samples:,} "
+                             f"and {quick.n_relax:,} (smoke runs)")
     parser.add_argument("--n-samples", type=int, default=None,
                         help="a custom number of samples instead of a tier (recorded as tier 'custom', never ranked)")
     parser.add_argument("--n-relax", type=int, default=None, help="with --n-samples: relaxed subset size (default n/10)")
@@ -31,7 +34,6 @@ def run(args) -> int:
 
     configure_threads(args.threads)
     from harness.cli.common import fail
-    from harness.protocol import TIERS
     from harness.runner import RunRequest
     from harness.runner import run as run_generator
 
@@ -40,7 +42,7 @@ def run(args) -> int:
     request = RunRequest(
         plugin=args.plugin, dataset=args.dataset, tier=args.tier, seed=args.seed, checkpoint=args.checkpoint,
         batch_size=args.batch_size, out=args.out, results_dir=args.results, device=args.device,
-        evaluation=evaluation_request(args, n_relax=TIERS[args.tier].n_relax),
+        evaluation=evaluation_request(args),
         n_samples=args.n_samples, n_relax=args.n_relax,
     )
     record = run_generator(request)
