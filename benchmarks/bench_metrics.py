@@ -36,15 +36,17 @@ def cache_at(path: str):
 
 
 def run_mode(mode: str, samples, test, dataset: str, workers: int, cache: str, seed: int) -> dict:
-    from harness.metrics import evaluate
+    from harness.datasets import get_card
+    from harness.metrics import coverage_cutoffs, evaluate
     from harness.parallel import ProcessExecutor, SerialExecutor
 
     executor = SerialExecutor(progress=False) if mode == "cdvae" else ProcessExecutor(workers, progress=False)
+    cov_cutoffs = coverage_cutoffs(get_card(dataset))
     load_before = load_average()
     start = time.perf_counter()
     with cache_at(cache):
         try:
-            result = evaluate(samples, test, dataset=dataset, seed=seed, executor=executor, progress=False)
+            result = evaluate(samples, test, cov_cutoffs=cov_cutoffs, seed=seed, executor=executor, progress=False)
         finally:
             executor.close()  # inside the timing: spawning and stopping workers is part of the cost
     wall = time.perf_counter() - start

@@ -166,14 +166,15 @@ def validate(args) -> dict:
     import numpy as np
 
     from harness import stability
-    from harness.datasets import load_split
+    from harness.datasets import get_card, load_split
     from harness.evaluation_types import Sample
     from harness.stability.reference import load_or_build_dataset_hull
     from harness.stability.relax import score_static
 
-    train = load_split(args.dataset, args.train_split, data_dir=args.data_dir)
-    test = load_split(args.dataset, "test", data_dir=args.data_dir)
-    hull = load_or_build_dataset_hull(args.dataset, data_dir=args.data_dir, build=False)
+    card = get_card(args.dataset)
+    train = load_split(card, args.train_split, data_dir=args.data_dir)
+    test = load_split(card, "test", data_dir=args.data_dir)
+    hull = load_or_build_dataset_hull(card, data_dir=args.data_dir, build=False)
     work = Path(args.work_dir)
     out = {"dataset": args.dataset, "hull": hull.describe(), "train_split": train.name, "seed": args.seed}
     out["hull"].pop("scoring_failures", None)
@@ -183,7 +184,7 @@ def validate(args) -> dict:
         result, wall, cpu = _timed(
             lambda: stability.evaluate(
                 samples,
-                dataset=args.dataset,
+                dataset=card,
                 train=train,
                 n_relax=n,
                 seed=args.seed,

@@ -138,13 +138,14 @@ def margin_study(hull, compositions, study_margin: float, data_dir) -> tuple[dic
 def run(args) -> dict:
     import numpy as np
 
-    from harness.datasets import load_split
+    from harness.datasets import get_card, load_split
     from harness.stability.ondemand import REFERENCE_RELAX_MARGIN, relaxed_on_demand
     from harness.stability.reference import load_or_build_dataset_hull
 
-    hull = load_or_build_dataset_hull(args.dataset, data_dir=args.data_dir, build=False)
-    test = load_split(args.dataset, "test", data_dir=args.data_dir)
-    train = load_split(args.dataset, args.train_split, data_dir=args.data_dir)
+    card = get_card(args.dataset)
+    hull = load_or_build_dataset_hull(card, data_dir=args.data_dir, build=False)
+    test = load_split(card, "test", data_dir=args.data_dir)
+    train = load_split(card, args.train_split, data_dir=args.data_dir)
     rng = np.random.default_rng(args.seed)
     idx = sorted(int(i) for i in rng.choice(len(test), size=min(args.n, len(test)), replace=False))
     originals = [test.structures[i] for i in idx]

@@ -158,6 +158,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
+    from harness.datasets import get_card
     from harness.stability.hull import mp2020_corrected_energy_per_atom
     from harness.stability.mp_reference import build_mp_hull, load_shipped_mp_hull
     from harness.stability.reference import load_or_build_dataset_hull
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
     matbench_only = build_mp_hull(args.reference_dir or _shipped_sources(), with_mp20=False)
     chosen, pool_size = draw_rows(args.data_dir, args.n, args.seed)
     results, n_relaxed_now, relax_seconds = relax_rows(chosen, args.work_dir, not args.no_progress)
-    chgnet_elements = load_or_build_dataset_hull("mp20", data_dir=args.data_dir, build=False).elements
+    chgnet_elements = load_or_build_dataset_hull(get_card("mp20"), data_dir=args.data_dir, build=False).elements
 
     rows = []
     for (_, row), result in zip(chosen.iterrows(), results):

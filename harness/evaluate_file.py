@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.cards import DatasetCard
 from harness.costs import Invocation
 from harness.evaluation import EvaluationRequest
 from harness.io import sha256_file
@@ -29,11 +30,12 @@ def samples_digest(path: Path) -> str:
 
 
 def evaluate_file(
-    path: Path, request: EvaluationRequest, *, name: str | None = None, external: dict[str, Any] | None = None,
-    results_dir: Path = Path("results"), out: Path | None = None, generation_s: float | None = None,
+    path: Path, request: EvaluationRequest, card: DatasetCard, *, name: str | None = None,
+    external: dict[str, Any] | None = None, results_dir: Path = Path("results"), out: Path | None = None,
+    generation_s: float | None = None,
 ) -> Path:
-    """Evaluate the samples in ``path`` (``request.n_relax`` of them relaxed with stability) and write an ordinary run
-    record; returns the record path."""
+    """Evaluate the samples in ``path`` against ``card`` (the request's dataset, resolved by the caller), relaxing
+    ``request.n_relax`` of them with stability, and write an ordinary run record; returns the record path."""
     path = Path(path)
     digest = samples_digest(path)
     plugin_name = f"external-{external['name']}" if external else (name or _stem(path))
@@ -50,7 +52,7 @@ def evaluate_file(
     with Invocation(run_dir, f"bench evaluate {path.name} --dataset {request.dataset}"
                                      f"{'' if not relaxer_suffix(request.relaxer) else ' --relaxer ' + request.relaxer}") as invocation:
         return finish_run(
-            sample_file.samples, run_dir, request, tier=CUSTOM_TIER,
+            sample_file.samples, run_dir, request, card, tier=CUSTOM_TIER,
             plugin={"name": plugin_name, "version": str(external.get("version", "")) if external else "",
                     "distribution": None, "distribution_version": None},
             sample_seed=None, generation_s=generation_s,

@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.datasets import Split, load_split
+from harness.cards import DatasetCard, Split
+from harness.datasets import load_split
 from harness.evaluation_types import Sample
 from harness.parallel import default_executor
 from harness.protocol import METRIC_KEYS, SAMPLE_FILE_N_RELAX
@@ -86,24 +87,28 @@ def novelty_split_name(dataset: str, split: str | None) -> str:
     return "+".join(parts)
 
 
-def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Path | None = None) -> Evaluation:
-    """Run every metric family the request asks for; missing families leave their keys ``None``."""
+def evaluate(samples: Sequence[Sample], request: EvaluationRequest, card: DatasetCard,
+             work_dir: Path | None = None) -> Evaluation:
+    """Run every metric family the request asks for against ``card``, the request's dataset as the command resolved
+    it; missing families leave their keys ``None``."""
     from harness import metrics as metric_family
 
+    if card.name != request.dataset:
+        raise ValueError(f"the evaluation asks for dataset {request.dataset!r} but was given the card of {card.name!r}")
     started = time.perf_counter()
-    reference = load_split(request.dataset, "test", request.data_dir)
+    cov_cutoffs = metric_family.coverage_cutoffs(card)
+    reference = load_split(card, "test", request.data_dir)
     novelty = None
     if request.stability:
         # Fail before the long work starts: novelty needs a training split, and a missing one is refused by name.
-        novelty = load_split(request.dataset, novelty_split_name(request.dataset, request.novelty_split),
-                             request.data_dir)
+        novelty = load_split(card, novelty_split_name(card.name, request.novelty_split), request.data_dir)
 
     values: dict[str, Any] = {key: None for key in METRIC_KEYS}
     details: dict[str, Any] = {}
     with default_executor(request.workers, progress=request.progress, kind=request.executor,
                           scheduler=request.scheduler) as executor:
         result = metric_family.evaluate(
-            samples, reference, dataset=request.dataset, seed=request.eval_seed, progress=request.progress,
+            samples, reference, cov_cutoffs=cov_cutoffs, seed=request.eval_seed, progress=request.progress,
             executor=executor, work_dir=(work_dir / "fingerprints") if work_dir else None,
         )
     values.update(result.metrics)
@@ -113,7 +118,7 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, work_dir: Pa
         from harness import stability
 
         stab = stability.evaluate(
-            samples, dataset=request.dataset, train=novelty, n_relax=request.n_relax, seed=request.eval_seed,
+            samples, dataset=card, train=novelty, n_relax=request.n_relax, seed=request.eval_seed,
             hull=request.hull, hull_sha256=request.hull_sha256, work_dir=(work_dir / "stability") if work_dir else None,
             data_dir=request.data_dir, workers=request.workers, progress=request.progress, relaxer=request.relaxer,
         )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-    from harness.datasets import Split
+    from harness.cards import Split
 
 
 @dataclass(frozen=True)

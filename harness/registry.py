@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import pluggy
 
 from harness import hookspecs
-from harness.datasets import BUILTIN_CARDS, DatasetCard
+from harness.cards import BUILTIN_CARDS, DatasetCard
 from harness.generator import Generator, GeneratorSpec
 from harness.relaxer import RelaxerSpec
 

@@ -259,6 +259,7 @@ def resolve_record_path(path: str | Path) -> Path:
 
 def dataset_hull(record: dict[str, Any], data_dir: str | Path | None = None):
     """(the dataset hull the record's E_hull was taken against, None) or (None, why not); never builds one."""
+    from harness.datasets import get_card
     from harness.stability.reference import load_or_build_dataset_hull
 
     hull_info = ((record.get("details") or {}).get("stability") or {}).get("hull") or {}
@@ -267,7 +268,8 @@ def dataset_hull(record: dict[str, Any], data_dir: str | Path | None = None):
     if not hull_info.get("dataset"):
         return None, f"the record's hull ({hull_info.get('name', 'unnamed')}) is not a dataset's own hull"
     try:
-        hull = load_or_build_dataset_hull(hull_info["dataset"], data_dir=data_dir, progress=False, build=False)
+        card = get_card(hull_info["dataset"])
+        hull = load_or_build_dataset_hull(card, data_dir=data_dir, progress=False, build=False)
     except Exception as exc:  # no split files, no cached or shipped hull: the section is skipped, not the report
         return None, f"the dataset hull is not available here ({type(exc).__name__}: {exc})"
     if hull.sha256 != hull_info.get("sha256"):

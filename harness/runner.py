@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness import provenance
+from harness.cards import DatasetCard
 from harness.costs import Invocation
 from harness.evaluation import EvaluationRequest, cost_metrics, evaluate
 from harness.evaluation_types import Sample
@@ -134,8 +135,9 @@ def run(request: RunRequest) -> Path:
     from harness.registry import get_registry
 
     registry = get_registry()
+    card = registry.dataset(request.dataset)  # resolved once here; everything below is handed the card
     spec = registry.generator_spec(request.plugin)
-    generator = registry.generator(request.plugin, request.dataset)
+    generator = registry.generator(request.plugin, card.name)
     tier = TIERS[request.tier] if request.n_samples is None else custom_tier(request.n_samples, request.n_relax)
     checkpoint = request.checkpoint or generator.default_checkpoint()
     if checkpoint is not None and not Path(checkpoint).exists():
@@ -160,11 +162,11 @@ def run(request: RunRequest) -> Path:
 
     with Invocation(run_dir, f"bench run --plugin {request.plugin} --dataset {request.dataset} --tier {tier.name} "
                              f"--seed {request.seed}{_relaxer_flag(request.evaluation.relaxer)}") as invocation:
-        return _run(request, generator, spec, tier, checkpoint, checkpoint_sha, run_dir, invocation)
+        return _run(request, card, generator, spec, tier, checkpoint, checkpoint_sha, run_dir, invocation)
 
 
-def _run(request: RunRequest, generator, spec, tier: Tier, checkpoint, checkpoint_sha, run_dir: Path,
-         invocation: Invocation) -> Path:
+def _run(request: RunRequest, card: DatasetCard, generator, spec, tier: Tier, checkpoint, checkpoint_sha,
+         run_dir: Path, invocation: Invocation) -> Path:
     from harness.generator import resolve_device
 
     device = resolve_device(request.device)
@@ -182,7 +184,7 @@ def _run(request: RunRequest, generator, spec, tier: Tier, checkpoint, checkpoin
         evaluation_request = replace(evaluation_request, novelty_split="+".join(trained_on))
     manifest = _checkpoint_manifest(checkpoint)
     return finish_run(
-        samples, run_dir, evaluation_request, tier=tier.name,
+        samples, run_dir, evaluation_request, card, tier=tier.name,
         plugin={"name": spec.name, "version": spec.version, "distribution": spec.distribution or None,
                 "distribution_version": spec.distribution_version or None},
         sample_seed=request.seed, generation_s=generation_s, device=device,
@@ -214,7 +216,7 @@ def _checkpoint_manifest(checkpoint: Path | None) -> dict[str, Any] | None:
 
 
 def finish_run(
-    samples: Sequence[Sample], run_dir: Path, request: EvaluationRequest, *, tier: str,
+    samples: Sequence[Sample], run_dir: Path, request: EvaluationRequest, card: DatasetCard, *, tier: str,
     plugin: dict[str, Any], sample_seed: int | None, generation_s: float | None, device: str | None = None,
     checkpoint: dict | None = None, sampling: dict | None = None, model_trained_on: str | None = None,
     external: dict | None = None, samples_sha256: str | None = None, run_id: str | None = None,
@@ -226,7 +228,7 @@ def finish_run(
     atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
     t0 = time.perf_counter()
     try:
-        result = evaluate(samples, request, work_dir=run_dir)
+        result = evaluate(samples, request, card, work_dir=run_dir)
     finally:
         if invocation is not None:
             invocation.add("evaluation", time.perf_counter() - t0)

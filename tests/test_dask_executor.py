@@ -16,7 +16,7 @@ from harness.evaluate_file import evaluate_file
 from harness.evaluation import EvaluationRequest
 from harness.parallel import Executor, ProcessExecutor, default_executor
 from harness.parallel_dask import DaskExecutor  # imports dask only when an executor is made
-from tests.conftest import perovskite, rocksalt, tiny_structures, write_cif_csv
+from tests.conftest import TINY_CARD, perovskite, rocksalt, tiny_structures, write_cif_csv
 
 pytest.importorskip("distributed")
 
@@ -81,7 +81,7 @@ def test_dask_is_imported_only_when_asked_for():
 
 def _evaluate(path, out, request, monkeypatch, cache):
     monkeypatch.setenv("XTALBENCH_CACHE", str(cache))  # each run computes the reference features itself
-    record_path = evaluate_file(path, request, out=out)
+    record_path = evaluate_file(path, request, TINY_CARD, out=out)
     return json.loads(record_path.read_text()), pd.read_parquet(record_path.parent / "per_sample.parquet")
 
 

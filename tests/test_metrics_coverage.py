@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.cards import BUILTIN_CARDS, DatasetCard
 from harness.metrics.coverage import coverage, coverage_cutoffs
 
 
@@ -73,7 +74,8 @@ def test_edge_cases_and_cutoffs():
     assert coverage(ref, ref, empty, empty, struct_cutoff=1, comp_cutoff=1) == (None, None)
     with pytest.raises(ValueError):
         coverage(ref, ref, ref, ref, struct_cutoff=1, comp_cutoff=1, n_generated=2)
-    assert coverage_cutoffs("mp20") == (0.4, 10.0)
-    assert coverage_cutoffs("perov5") == coverage_cutoffs("carbon24") == (0.2, 4.0)
-    with pytest.raises(LookupError, match="unknown dataset 'nope'"):
-        coverage_cutoffs("nope")
+    assert coverage_cutoffs(BUILTIN_CARDS["mp20"]) == (0.4, 10.0)
+    assert coverage_cutoffs(BUILTIN_CARDS["perov5"]) == coverage_cutoffs(BUILTIN_CARDS["carbon24"]) == (0.2, 4.0)
+    assert coverage_cutoffs(DatasetCard("own", "own", {}, cov_cutoffs=(0.3, 5.0))) == (0.3, 5.0)
+    with pytest.raises(KeyError, match="'nope': its DatasetCard must set cov_cutoffs"):
+        coverage_cutoffs(DatasetCard("nope", "nope", {}))

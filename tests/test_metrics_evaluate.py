@@ -13,6 +13,9 @@ from harness.datasets import Split
 from harness.evaluation_types import Sample
 from harness.metrics import METRICS, TABLE_COLUMNS, evaluate
 from harness.parallel import SerialExecutor
+from harness.protocol import COV_CUTOFFS
+
+PEROV5_CUTOFFS = COV_CUTOFFS["perov5"]
 
 
 def _reference() -> Split:
@@ -34,7 +37,7 @@ def test_reference_scored_against_itself(cache):
         Sample(12, reference.structures[2]),
         Sample(13, None, "lattice length <= 0"),
     ]
-    result = evaluate(samples, reference, dataset="perov5", seed=0, executor=SerialExecutor(progress=False))
+    result = evaluate(samples, reference, cov_cutoffs=PEROV5_CUTOFFS, seed=0, executor=SerialExecutor(progress=False))
     m = result.metrics
     assert set(m) == set(METRICS)
     assert m["struct_valid"] == m["comp_valid"] == m["valid"] == 0.75  # the unbuilt sample counts
@@ -58,7 +61,7 @@ def test_reference_scored_against_itself(cache):
     assert info["coverage"]["struct_cutoff"] == 0.2 and info["coverage"]["denominator_precision"] == 4
     assert info["reference_cache"]["cache"] == "miss"
     assert list((cache / "metrics").glob("perov5-test-*.npz"))
-    again = evaluate(samples, reference, dataset="perov5", seed=0, executor=SerialExecutor(progress=False))
+    again = evaluate(samples, reference, cov_cutoffs=PEROV5_CUTOFFS, seed=0, executor=SerialExecutor(progress=False))
     assert again.info["reference_cache"]["cache"] == "hit"
     assert again.metrics == m
 
@@ -71,7 +74,7 @@ def test_invalid_samples_and_undefined_metrics(cache):
     nao2.replace_species({"Cl": "O"})
     nao2.append("O", [0.25, 0.25, 0.25])
     samples = [Sample(0, close), Sample(1, None, "no atoms")]
-    result = evaluate(samples, reference, dataset="perov5", seed=3, executor=SerialExecutor(progress=False))
+    result = evaluate(samples, reference, cov_cutoffs=PEROV5_CUTOFFS, seed=3, executor=SerialExecutor(progress=False))
     m = result.metrics
     assert m["struct_valid"] == 0.0 and m["valid"] == 0.0
     assert m["wdist_density"] is None and m["sg_jsd"] is None and m["sg_jsd_symmcd"] is None
@@ -83,9 +86,9 @@ def test_invalid_samples_and_undefined_metrics(cache):
 def test_changed_reference_is_not_served_from_cache(cache):
     reference = _reference()
     samples = [Sample(0, perovskite())]
-    evaluate(samples, reference, dataset="perov5", seed=0, executor=SerialExecutor(progress=False))
+    evaluate(samples, reference, cov_cutoffs=PEROV5_CUTOFFS, seed=0, executor=SerialExecutor(progress=False))
     changed = Split("perov5", "test", reference.structures[:2], ["a", "b"], sha256="hand-built-reference-v2")
-    result = evaluate(samples, changed, dataset="perov5", seed=0, executor=SerialExecutor(progress=False))
+    result = evaluate(samples, changed, cov_cutoffs=PEROV5_CUTOFFS, seed=0, executor=SerialExecutor(progress=False))
     assert result.info["reference_cache"]["cache"] == "miss"
     assert result.info["coverage"]["n_reference"] == 2
 
@@ -116,7 +119,7 @@ def test_perov5_test_head_scored_as_samples(tmp_path, monkeypatch):
         pytest.skip("Perov-5 test split not available")
     monkeypatch.setenv("XTALBENCH_CACHE", str(tmp_path))
     samples = [Sample(i, s) for i, s in enumerate(head.structures)]
-    result = evaluate(samples, head, dataset="perov5", seed=1, executor=SerialExecutor(progress=False))
+    result = evaluate(samples, head, cov_cutoffs=PEROV5_CUTOFFS, seed=1, executor=SerialExecutor(progress=False))
     m = result.metrics
     assert m["struct_valid"] == 1.0 and m["cov_recall"] == 1.0 and m["cov_precision"] == 1.0
     assert 0.9 <= m["comp_valid"] <= 1.0 and m["valid"] == m["comp_valid"]

@@ -91,3 +91,53 @@ def test_listing_plugins_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "trainset" in result.stdout
+
+
+@pytest.fixture
+def resolutions(monkeypatch):
+    """Every lookup of a dataset's name in the registry, by the function that asked."""
+    from harness.registry import Registry
+
+    asked: list[str] = []
+    lookup = Registry.dataset
+
+    def counted(self, name):
+        asked.append(sys._getframe(1).f_code.co_name)
+        return lookup(self, name)
+
+    monkeypatch.setattr(Registry, "dataset", counted)
+    return asked
+
+
+def test_bench_evaluate_resolves_the_dataset_once_and_hands_the_card_down(tiny_dataset, tmp_path, resolutions):
+    from pymatgen.io.cif import CifWriter
+
+    from harness.cli.main import main
+    from tests.conftest import tiny_structures
+
+    samples = tmp_path / "samples.cif"
+    samples.write_text("".join(str(CifWriter(s)) for s in tiny_structures()[:3]))
+    assert main(["evaluate", str(samples), "--dataset", "tiny", "--out", str(tmp_path / "run"), "--workers", "1",
+                 "--no-progress", "--threads", "1"]) == 0
+    assert resolutions == ["run"]  # the CLI verb; the loaders, the metrics and coverage's cutoffs get the card
+
+
+def test_the_dataset_hull_and_its_reference_structures_take_the_card(tiny_dataset, resolutions):
+    import json
+
+    from harness.datasets import load_split
+    from harness.stability import _load_hull, reference
+    from harness.stability.hull import ReferenceHull
+    from harness.stability.relax import DEFAULT_SETTINGS
+    from tests.conftest import TINY_CARD
+
+    splits = reference.hull_splits(TINY_CARD)
+    hashes = {s: load_split(TINY_CARD, s).sha256 for s in splits}
+    key = reference._cache_key("tiny", hashes, DEFAULT_SETTINGS)
+    hull = ReferenceHull("tiny", "test", [("element:Na:x", "Na", -1.0), ("test:tiny-0", "NaCl", -2.0)],
+                         {"Na": {"energy_per_atom": -1.0}}, info={"dataset": "tiny", "splits": hashes})
+    reference.cached_hull_path("tiny", key).parent.mkdir(parents=True, exist_ok=True)
+    reference.cached_hull_path("tiny", key).write_text(json.dumps(hull.to_json()))
+    loaded = _load_hull(TINY_CARD, "dataset", None, None, DEFAULT_SETTINGS, progress=False)
+    assert list(loaded.structures(["test:tiny-0"])) == ["test:tiny-0"]  # read from the split the card names
+    assert resolutions == []

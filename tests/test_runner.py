@@ -177,7 +177,7 @@ def test_the_relaxed_subset_size_comes_from_the_tier(tiny_dataset, tmp_path, mon
     from harness.protocol import custom_tier
 
     seen = []
-    monkeypatch.setattr(runner, "finish_run", lambda samples, run_dir, request, **kw: seen.append((request, kw)))
+    monkeypatch.setattr(runner, "finish_run", lambda samples, run_dir, request, card, **kw: seen.append((request, kw)))
     run(request(tmp_path, "default"))  # 12 samples: a tenth, at least one
     run(request(tmp_path, "asked", n_relax=5))
     assert [r.n_relax for r, _ in seen] == [custom_tier(N).n_relax, 5] == [1, 5]

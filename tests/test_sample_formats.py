@@ -26,7 +26,7 @@ from pymatgen.io.vasp import Poscar
 
 from harness.sample_formats import FORMATS, read_sample_file
 from harness.samples import SampleFileError, read_samples
-from tests.conftest import perovskite, rocksalt
+from tests.conftest import TINY_CARD, perovskite, rocksalt
 
 MOLECULE = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])  # no cell: an entry that cannot be a crystal
 
@@ -316,7 +316,7 @@ def test_the_record_names_the_format_and_hashes_what_was_read(tmp_path, monkeypa
     from harness.evaluation import EvaluationRequest
 
     calls = []
-    monkeypatch.setattr(evaluate_file, "finish_run", lambda samples, run_dir, request, **kw: calls.append(kw))
+    monkeypatch.setattr(evaluate_file, "finish_run", lambda samples, run_dir, request, card, **kw: calls.append(kw))
     folder = tmp_path / "gen"
     folder.mkdir()
     for i, s in enumerate(WRITTEN):
@@ -326,16 +326,16 @@ def test_the_record_names_the_format_and_hashes_what_was_read(tmp_path, monkeypa
         old_digest.update(file.name.encode() + file.read_bytes())
     (folder / "README.md").write_text("not a sample\n")
     request = EvaluationRequest(dataset="tiny")
-    evaluate_file.evaluate_file(folder, request, out=tmp_path / "run0")
+    evaluate_file.evaluate_file(folder, request, TINY_CARD, out=tmp_path / "run0")
     assert calls[-1]["samples_sha256"] == old_digest.hexdigest()
     assert calls[-1]["sampling"]["source_format"] == "folder"
     assert calls[-1]["sampling"]["source_members"] == {"cif": 3, "unread": 1}
     (folder / "CONTCAR").write_text(Poscar(WRITTEN[0]).get_str())
-    evaluate_file.evaluate_file(folder, request, out=tmp_path / "run1")
+    evaluate_file.evaluate_file(folder, request, TINY_CARD, out=tmp_path / "run1")
     assert calls[-1]["samples_sha256"] != old_digest.hexdigest()
 
     path = shutil.copy(_example(tmp_path, "ase-traj"), tmp_path / "mattergen.traj")
-    evaluate_file.evaluate_file(path, request, out=tmp_path / "run2")
+    evaluate_file.evaluate_file(path, request, TINY_CARD, out=tmp_path / "run2")
     assert calls[-1]["sampling"]["source_format"] == "ase-traj"
     assert calls[-1]["samples_sha256"] == hashlib.sha256((tmp_path / "mattergen.traj").read_bytes()).hexdigest()
     assert "source_members" not in calls[-1]["sampling"]

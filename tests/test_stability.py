@@ -20,7 +20,7 @@ from harness.protocol import family_keys
 from harness.stability.hull import HullError, ReferenceHull, load_hull, load_mp_hull
 from harness.stability.matching import novel_flags, unique_flags
 from harness.stability.relax import RelaxSettings, relax_batched
-from tests.conftest import cscl, perovskite, rocksalt
+from tests.conftest import TINY_CARD, cscl, perovskite, rocksalt
 
 
 def primitive(structure: Structure) -> Structure:
@@ -454,13 +454,13 @@ def test_shipped_hull_is_used_when_its_key_matches_and_refused_when_damaged(tiny
     from harness.stability.relax import DEFAULT_SETTINGS
 
     monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
-    splits = reference.hull_splits("tiny")
+    splits = reference.hull_splits(TINY_CARD)
     key = reference._cache_key("tiny", {s: load_split("tiny", s).sha256 for s in splits}, DEFAULT_SETTINGS)
     with pytest.raises(FileNotFoundError, match="bench hull build"):
-        reference.load_or_build_dataset_hull("tiny", build=False)
+        reference.load_or_build_dataset_hull(TINY_CARD, build=False)
     hull = tiny_hull(cache_key=key)
     shipped.write_gzip_json(shipped.hull_file("tiny", key), hull.to_json())
-    loaded = reference.load_or_build_dataset_hull("tiny", build=False)
+    loaded = reference.load_or_build_dataset_hull(TINY_CARD, build=False)
     assert loaded.sha256 == hull.sha256 and reference.cached_hull_path("tiny", key).exists()
 
     reference.cached_hull_path("tiny", key).unlink()
@@ -468,7 +468,7 @@ def test_shipped_hull_is_used_when_its_key_matches_and_refused_when_damaged(tiny
     damaged["entries"][2][2] -= 0.1  # one energy edited, the recorded hash kept
     shipped.write_gzip_json(shipped.hull_file("tiny", key), damaged)
     with pytest.raises(HullError, match=r"shipped hull .*tiny-.*json.gz is damaged"):
-        reference.load_or_build_dataset_hull("tiny", build=False)
+        reference.load_or_build_dataset_hull(TINY_CARD, build=False)
 
 
 def test_hull_cli_export_writes_the_cached_hull_as_package_data(tiny_dataset, tmp_path, capsys):
@@ -484,7 +484,7 @@ def test_hull_cli_export_writes_the_cached_hull_as_package_data(tiny_dataset, tm
     hull_cli.register(parser.add_subparsers())
     args = parser.parse_args(["hull", "export", "--dataset", "tiny", "--out-dir", str(tmp_path / "out")])
     assert args.func(args) == 1 and "bench hull build --dataset tiny" in capsys.readouterr().out
-    key = reference._cache_key("tiny", {s: load_split("tiny", s).sha256 for s in reference.hull_splits("tiny")},
+    key = reference._cache_key("tiny", {s: load_split("tiny", s).sha256 for s in reference.hull_splits(TINY_CARD)},
                                DEFAULT_SETTINGS)
     atomic_write_json(reference.cached_hull_path("tiny", key), tiny_hull(cache_key=key).to_json())
     assert args.func(args) == 0

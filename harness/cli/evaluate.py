@@ -42,7 +42,7 @@ def run(args) -> int:
     from harness.evaluate_file import evaluate_file, samples_digest
     from harness.registry import get_registry
 
-    get_registry().dataset(args.dataset)
+    card = get_registry().dataset(args.dataset)  # the one place this command resolves the dataset's name
     external = _external_manifest(args)
     if external is not None:
         if external.dataset != args.dataset:
@@ -51,7 +51,7 @@ def run(args) -> int:
             return fail(f"{args.samples}: sha256 differs from the manifest's ({external.sha256[:16]}...): not the posted file")
     request = replace(evaluation_request(args), n_relax=args.n_relax)
     record = evaluate_file(
-        args.samples, request, name=args.name, external=external.as_json() if external else None,
+        args.samples, request, card, name=args.name, external=external.as_json() if external else None,
         results_dir=args.results, out=args.out, generation_s=args.generation_seconds,
     )
     from harness.cli.run import _print_summary

@@ -164,11 +164,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from harness.io import atomic_write_json
+    from harness.registry import get_registry
     from harness.stability.reference import load_or_build_dataset_hull
 
+    card = get_registry().dataset(args.dataset)
     torch.set_num_threads(max(1, args.threads))
     start = time.perf_counter()
-    hull = load_or_build_dataset_hull(args.dataset, data_dir=args.data_dir, progress=True)
+    hull = load_or_build_dataset_hull(card, data_dir=args.data_dir, progress=True)
     out = summary(hull, time.perf_counter() - start)
     _print(out)
     target = args.summary or Path("results") / "hulls" / f"{args.dataset}.json"
@@ -178,13 +180,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from harness.registry import get_registry
     from harness.stability.ondemand import RelaxedReferenceCache
     from harness.stability.reference import load_or_build_dataset_hull
     from harness.stability.relax import DEFAULT_SETTINGS
     from harness.stability.shipped import SHIPPED_DIR, export_relaxed, hull_file, write_gzip_json
 
     try:
-        hull = load_or_build_dataset_hull(args.dataset, data_dir=args.data_dir, build=False)
+        hull = load_or_build_dataset_hull(get_registry().dataset(args.dataset), data_dir=args.data_dir, build=False)
     except FileNotFoundError as error:
         print(error)
         return 1

@@ -1,6 +1,6 @@
 """The protocol's distribution metrics, one module per family, and the composer the runner calls.
 
-``evaluate(samples, test, *, dataset, seed, executor=None, progress=True, timeout_s=120.0) -> FamilyResult``
+``evaluate(samples, test, *, cov_cutoffs, seed, executor=None, progress=True, timeout_s=120.0) -> FamilyResult``
 fills ``struct_valid, comp_valid, valid, cov_recall, cov_precision, wdist_density, wdist_num_elems, sg_jsd,
 sg_jsd_symmcd``. The pure functions below are the same ones it uses.
 """

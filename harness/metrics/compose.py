@@ -123,7 +123,7 @@ def evaluate(
     samples: Sequence[Sample],
     test,
     *,
-    dataset: str,
+    cov_cutoffs: tuple[float, float],
     seed: int,
     executor: Executor | None = None,
     progress: bool = True,
@@ -132,7 +132,8 @@ def evaluate(
 ) -> FamilyResult:
     """Validity, coverage, property and space-group metrics of ``samples`` against the ``test`` split.
 
-    Every sample counts in every denominator; a sample with ``structure=None`` is invalid. ``valid`` also
+    ``cov_cutoffs``: (structure, composition) coverage cutoffs, ``coverage_cutoffs(card)`` of the dataset. Every
+    sample counts in every denominator; a sample with ``structure=None`` is invalid. ``valid`` also
     requires a fingerprint (CDVAE marks a crystal whose fingerprint raises invalid). With ``work_dir`` the
     samples' fingerprints are saved there in chunks, so an interrupted evaluation resumes.
     """
@@ -140,7 +141,7 @@ def evaluate(
     times: dict[str, float] = {}
     own_executor = executor is None
     executor = executor or default_executor(progress=progress)
-    struct_cutoff, comp_cutoff = cov.coverage_cutoffs(dataset)
+    struct_cutoff, comp_cutoff = cov_cutoffs
     try:
         start = time.perf_counter()
         reference, cache_info = reference_features(test, executor=executor, timeout_s=timeout_s)

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy.spatial.distance import cdist
 
 from harness.protocol import COV_CUTOFFS
+
+if TYPE_CHECKING:
+    from harness.cards import DatasetCard
 
 __all__ = ["coverage", "coverage_cutoffs"]
 
 _CHUNK_ROWS = 1024
 
 
-def coverage_cutoffs(dataset: str) -> tuple[float, float]:
-    """(structure, composition) cutoffs: the protocol's fixed values, else those a registered dataset card declares."""
-    if dataset in COV_CUTOFFS:
-        return COV_CUTOFFS[dataset]
-    from harness.registry import get_registry
-
-    cutoffs = get_registry().dataset(dataset).cov_cutoffs
-    if cutoffs is None:
-        raise KeyError(f"no coverage cutoffs for dataset {dataset!r}: its DatasetCard must set cov_cutoffs")
-    return cutoffs
+def coverage_cutoffs(card: DatasetCard) -> tuple[float, float]:
+    """(structure, composition) cutoffs of a dataset card: the protocol's fixed values for the CDVAE datasets, else
+    those the card declares."""
+    if card.name in COV_CUTOFFS:
+        return COV_CUTOFFS[card.name]
+    if card.cov_cutoffs is None:
+        raise KeyError(f"no coverage cutoffs for dataset {card.name!r}: its DatasetCard must set cov_cutoffs")
+    return card.cov_cutoffs
 
 
 def coverage(

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.cards import DatasetCard
 from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX, FamilyResult, Sample
 from harness.io import atomic_write_json, sha256_text
 from harness.protocol import METASTABLE_EHULL, STABLE_EHULL
@@ -119,7 +120,7 @@ def _run_relaxations(
 
 
 def _load_hull(
-    dataset: str,
+    dataset: DatasetCard | str,
     hull: str | Path | None,
     hull_sha256: str | None,
     data_dir: Path | None,
@@ -128,6 +129,7 @@ def _load_hull(
 ):
     """The hull to score against: ``mp`` (the protocol's default, shipped), ``dataset`` (the dataset's own CHGNet
     hull, its references relaxed on demand) or a file (xtalbench JSON, or an MP phase-diagram pickle)."""
+    from harness.datasets import as_card
     from harness.protocol import DEFAULT_HULL
     from harness.stability.hull import ReferenceHull, load_hull
     from harness.stability.mp_reference import FormationEnergyHull, load_shipped_mp_hull
@@ -142,12 +144,14 @@ def _load_hull(
             raise ValueError(f"--hull dataset holds CHGNet energies of the dataset's structures; relaxer "
                              f"{settings.relaxer!r} is scored against the Materials Project hull (--hull mp) or a "
                              "hull file, whose references are relaxed with it")
+        dataset = as_card(dataset)
         loaded = load_or_build_dataset_hull(dataset, data_dir=data_dir, progress=progress)
     else:
         loaded = load_hull(Path(choice), hull_sha256 or os.environ.get(HULL_SHA256_ENV) or None)
     if isinstance(loaded, ReferenceHull) and not isinstance(loaded, FormationEnergyHull):
         # CHGNet references (an MP phase diagram or a formation-energy hull is DFT): relaxed like the samples.
-        loaded = relaxed_on_demand(loaded, settings=settings, data_dir=data_dir, progress=progress)
+        card = dataset if isinstance(dataset, DatasetCard) else None
+        loaded = relaxed_on_demand(loaded, settings=settings, data_dir=data_dir, progress=progress, card=card)
     return loaded
 
 
@@ -188,7 +192,7 @@ def _score(sample: Sample, result: RelaxResult | None, hull) -> dict[str, Any]:
 def evaluate(
     samples: Sequence[Sample],
     *,
-    dataset: str,
+    dataset: DatasetCard | str,
     train,
     n_relax: int,
     seed: int,
@@ -202,6 +206,7 @@ def evaluate(
 ) -> FamilyResult:
     """Relax a seeded subset (with CHGNet, the protocol's relaxer, unless told); E_hull, stability, uniqueness, novelty and S.U.N. (docs/protocol.md).
 
+    ``dataset``: the card of the samples' dataset (a name is resolved only for the dataset's own hull).
     ``hull``: ``mp`` (default), ``dataset`` or a hull file; ``hull_sha256`` pins a user-supplied hull file (else ``$XTALBENCH_HULL_SHA256``). The references of the
     chemical systems the subset needs are relaxed (or read from their cache) in one batch before scoring.
     """

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import paths
+from harness.cards import DatasetCard
 from harness.io import atomic_write_json, sha256_text
 from harness.stability.hull import ReferenceHull, _chemsys
 from harness.stability.relax import DEFAULT_SETTINGS, RelaxResult, RelaxSettings, relax_batched
@@ -85,15 +86,18 @@ class RelaxedReferenceCache:
         return full
 
 
-def dataset_structure_source(hull: ReferenceHull, data_dir: str | Path | None = None) -> StructureSource | None:
+def dataset_structure_source(hull: ReferenceHull, data_dir: str | Path | None = None,
+                             card: DatasetCard | None = None) -> StructureSource | None:
     """Structures of entries ``<split>:<material id>`` from the dataset splits the hull was built from.
 
     None when the hull names no dataset; a split that is absent offline or whose sha256 differs from the one the
-    hull records gives no structures (its entries keep their static energy).
+    hull records gives no structures (its entries keep their static energy). ``card``: the card of that dataset
+    where the caller holds it (else the name the hull records is resolved when a split is first needed).
     """
     dataset, split_hashes = hull.info.get("dataset"), hull.info.get("splits")
     if not dataset or not isinstance(split_hashes, dict):
         return None
+    source_dataset = card if card is not None and card.name == dataset else dataset
     loaded: dict[str, dict[str, Any] | None] = {}
 
     def split_index(name: str) -> dict[str, Any] | None:
@@ -103,7 +107,7 @@ def dataset_structure_source(hull: ReferenceHull, data_dir: str | Path | None = 
                 from harness.datasets import load_split
 
                 try:
-                    split = load_split(dataset, name, data_dir=data_dir, download=False)
+                    split = load_split(source_dataset, name, data_dir=data_dir, download=False)
                 except Exception:  # noqa: BLE001 - a missing split leaves its entries static
                     return None
                 if split.sha256 == split_hashes[name]:
@@ -342,8 +346,10 @@ def relaxed_on_demand(
     structures: StructureSource | Mapping[str, Any] | None = None,
     cache_root: Path | None = None,
     progress: bool = True,
+    card: DatasetCard | None = None,
 ) -> RelaxedReferenceHull:
-    """Wrap ``hull`` so that its entries are relaxed on demand; structures default to the hull's dataset splits."""
+    """Wrap ``hull`` so that its entries are relaxed on demand; structures default to the hull's dataset splits
+    (``card``: that dataset's card, where the caller holds it)."""
     if isinstance(structures, Mapping):
         mapping = structures
 
@@ -351,6 +357,6 @@ def relaxed_on_demand(
             return {i: mapping[i] for i in ids if i in mapping}
 
     elif structures is None:
-        structures = dataset_structure_source(hull, data_dir)
+        structures = dataset_structure_source(hull, data_dir, card)
     cache = RelaxedReferenceCache(hull.sha256, settings, cache_root)
     return RelaxedReferenceHull(hull, structures, settings, margin, progress, cache)

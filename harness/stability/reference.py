@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import paths
+from harness.cards import DatasetCard
 from harness.io import atomic_write_json, sha256_text
 from harness.stability.hull import ReferenceHull
 from harness.stability.relax import DEFAULT_SETTINGS, RelaxSettings, relax_batched, score_static
@@ -51,13 +52,12 @@ ELEMENT_MAX_STEPS = 300
 CHUNK = 1000
 
 
-def hull_splits(dataset: str, data_dir: str | Path | None = None) -> tuple[str, ...]:
-    """The splits that make up ``dataset``'s hull: the table above, else every split present on disk."""
-    if dataset in HULL_SPLITS:
-        return HULL_SPLITS[dataset]
-    from harness.datasets import get_card, split_path
+def hull_splits(card: DatasetCard, data_dir: str | Path | None = None) -> tuple[str, ...]:
+    """The splits that make up the hull of ``card``'s dataset: the table above, else every split present on disk."""
+    if card.name in HULL_SPLITS:
+        return HULL_SPLITS[card.name]
+    from harness.datasets import split_path
 
-    card = get_card(dataset)
     return tuple(s for s in card.files if split_path(card, s, paths.data_dir(data_dir)) is not None)
 
 
@@ -171,7 +171,7 @@ def _score_split_chunked(
 
 
 def build_dataset_hull(
-    dataset: str,
+    card: DatasetCard,
     *,
     data_dir: str | Path | None = None,
     settings: RelaxSettings = DEFAULT_SETTINGS,
@@ -184,8 +184,9 @@ def build_dataset_hull(
     from harness.datasets import load_split
 
     start = time.perf_counter()
-    splits = tuple(splits or hull_splits(dataset, data_dir))
-    loaded = [load_split(dataset, s, data_dir=data_dir) for s in splits]
+    dataset = card.name
+    splits = tuple(splits or hull_splits(card, data_dir))
+    loaded = [load_split(card, s, data_dir=data_dir) for s in splits]
     split_hashes = {s.name: s.sha256 for s in loaded}
     key = _cache_key(dataset, split_hashes, settings)
     partial_dir = paths.cache_dir("hulls") / "partial" / f"{dataset}-{key}"
@@ -238,18 +239,19 @@ def build_dataset_hull(
 
 
 def load_or_build_dataset_hull(
-    dataset: str,
+    card: DatasetCard,
     *,
     data_dir: str | Path | None = None,
     settings: RelaxSettings = DEFAULT_SETTINGS,
     progress: bool = True,
     build: bool = True,
 ) -> ReferenceHull:
-    """The cached hull of ``dataset`` for these settings, built (minutes to tens of minutes) when absent."""
+    """The cached hull of ``card``'s dataset for these settings, built (minutes to tens of minutes) when absent."""
     from harness.datasets import load_split
 
-    splits = hull_splits(dataset, data_dir)
-    hashes = {s: load_split(dataset, s, data_dir=data_dir).sha256 for s in splits}
+    dataset = card.name
+    splits = hull_splits(card, data_dir)
+    hashes = {s: load_split(card, s, data_dir=data_dir).sha256 for s in splits}
     key = _cache_key(dataset, hashes, settings)
     path = cached_hull_path(dataset, key)
     if path.exists():
@@ -262,4 +264,4 @@ def load_or_build_dataset_hull(
         raise FileNotFoundError(
             f"no cached hull for {dataset} at {path}; run `bench hull build --dataset {dataset}`"
         )
-    return build_dataset_hull(dataset, data_dir=data_dir, settings=settings, progress=progress, splits=splits)
+    return build_dataset_hull(card, data_dir=data_dir, settings=settings, progress=progress, splits=splits)
