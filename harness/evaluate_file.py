@@ -12,8 +12,8 @@ from harness.costs import Invocation
 from harness.evaluation import EvaluationRequest
 from harness.io import sha256_file
 from harness.protocol import CUSTOM_TIER
+from harness.recording import Origin, record_run, relaxer_flag, relaxer_suffix
 from harness.records import RECORD_NAME
-from harness.runner import finish_run, relaxer_suffix
 from harness.sample_formats import folder_members, format_suffixes, read_sample_file
 
 
@@ -49,19 +49,18 @@ def evaluate_file(
         record_external = {k: external[k] for k in ("model", "paper", "source", "status", "caveats") if k in external}
         record_external["manifest"] = external.get("name")
     model_trained_on = external.get("trained_on") if external else None
-    with Invocation(run_dir, f"bench evaluate {path.name} --dataset {request.dataset}"
-                                     f"{'' if not relaxer_suffix(request.relaxer) else ' --relaxer ' + request.relaxer}") as invocation:
-        return finish_run(
-            sample_file.samples, run_dir, request, card, tier=CUSTOM_TIER,
-            plugin={"name": plugin_name, "version": str(external.get("version", "")) if external else "",
-                    "distribution": None, "distribution_version": None},
-            sample_seed=None, generation_s=generation_s,
-            sampling={"source_file": path.name, "source_format": sample_file.format,
-                      **({"source_members": sample_file.members} if sample_file.members else {}),
-                      "request": _jsonable(request)},
-            model_trained_on=model_trained_on, external=record_external, samples_sha256=digest, run_id=run_id,
-            invocation=invocation,
-        )
+    origin = Origin(
+        plugin={"name": plugin_name, "version": str(external.get("version", "")) if external else "",
+                "distribution": None, "distribution_version": None},
+        tier=CUSTOM_TIER, generation_s=generation_s,
+        sampling={"source_file": path.name, "source_format": sample_file.format,
+                  **({"source_members": sample_file.members} if sample_file.members else {}),
+                  "request": _jsonable(request)},
+        model_trained_on=model_trained_on, external=record_external, samples_sha256=digest, run_id=run_id,
+    )
+    command = f"bench evaluate {path.name} --dataset {request.dataset}{relaxer_flag(request.relaxer)}"
+    with Invocation(run_dir, command) as invocation:
+        return record_run(sample_file.samples, run_dir, request, card, origin, invocation)
 
 
 def _stem(path: Path) -> str:

@@ -5,25 +5,22 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness import provenance
 from harness.cards import DatasetCard
 from harness.costs import Invocation
-from harness.evaluation import EvaluationRequest, cost_metrics, evaluate
+from harness.evaluation import EvaluationRequest
 from harness.evaluation_types import Sample
-from harness.io import atomic_write, atomic_write_gzip, atomic_write_json, sha256_file, sha256_text
-from harness.protocol import PROTOCOL_VERSION, TIERS, Tier, custom_tier
-from harness.records import PER_SAMPLE_NAME, RECORD_NAME, SAMPLES_NAME, SCHEMA_VERSION, write_record
+from harness.io import atomic_write, atomic_write_json, sha256_file
+from harness.protocol import TIERS, Tier, custom_tier
+from harness.recording import Origin, record_run, relaxer_flag, relaxer_suffix
+from harness.records import RECORD_NAME
 from harness.relaxer import PROTOCOL_RELAXER
-from harness.sample_formats import unlocated
-from harness.samples import make_sample, structures_to_extxyz
+from harness.samples import make_sample
 
 
 class RunError(RuntimeError):
@@ -116,15 +113,6 @@ def run_id_for(tier: str, seed: int, checkpoint_sha: str | None, relaxer: str = 
     return f"{tier}-seed{seed}-{(checkpoint_sha or 'noweights')[:10]}{relaxer_suffix(relaxer)}"
 
 
-def _relaxer_flag(relaxer: str) -> str:
-    return "" if relaxer == PROTOCOL_RELAXER else f" --relaxer {relaxer}"
-
-
-def relaxer_suffix(relaxer: str) -> str:
-    """What a run id gains when its stability subset is relaxed by a relaxer other than the protocol's."""
-    return "" if relaxer == PROTOCOL_RELAXER else f"-{relaxer}"
-
-
 def _run_params(request: RunRequest, n: int, checkpoint_sha: str | None) -> dict[str, Any]:
     return {"plugin": request.plugin, "dataset": request.dataset, "n_samples": n,
             "seed": request.seed, "batch_size": request.batch_size, "checkpoint_sha256": checkpoint_sha}
@@ -161,7 +149,7 @@ def run(request: RunRequest) -> Path:
         atomic_write_json(params_path, params)
 
     with Invocation(run_dir, f"bench run --plugin {request.plugin} --dataset {request.dataset} --tier {tier.name} "
-                             f"--seed {request.seed}{_relaxer_flag(request.evaluation.relaxer)}") as invocation:
+                             f"--seed {request.seed}{relaxer_flag(request.evaluation.relaxer)}") as invocation:
         return _run(request, card, generator, spec, tier, checkpoint, checkpoint_sha, run_dir, invocation)
 
 
@@ -183,16 +171,16 @@ def _run(request: RunRequest, card: DatasetCard, generator, spec, tier: Tier, ch
         # Novelty is judged against what the model was trained on, so a 'val'-trained model is not flattered.
         evaluation_request = replace(evaluation_request, novelty_split="+".join(trained_on))
     manifest = _checkpoint_manifest(checkpoint)
-    return finish_run(
-        samples, run_dir, evaluation_request, card, tier=tier.name,
+    origin = Origin(
         plugin={"name": spec.name, "version": spec.version, "distribution": spec.distribution or None,
                 "distribution_version": spec.distribution_version or None},
-        sample_seed=request.seed, generation_s=generation_s, device=device,
+        tier=tier.name, sample_seed=request.seed, generation_s=generation_s, device=device,
         checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha, "manifest": manifest}
         if checkpoint else None,
         sampling={**generator.sampling_settings(), "batch_size": request.batch_size, "device": device},
-        model_trained_on="+".join(trained_on) if trained_on else None, invocation=invocation,
+        model_trained_on="+".join(trained_on) if trained_on else None,
     )
+    return record_run(samples, run_dir, evaluation_request, card, origin, invocation)
 
 
 def portable_path(path: str | Path) -> str:
@@ -213,95 +201,3 @@ def _checkpoint_manifest(checkpoint: Path | None) -> dict[str, Any] | None:
         if candidate.exists():
             return json.loads(candidate.read_text())
     return None
-
-
-def finish_run(
-    samples: Sequence[Sample], run_dir: Path, request: EvaluationRequest, card: DatasetCard, *, tier: str,
-    plugin: dict[str, Any], sample_seed: int | None, generation_s: float | None, device: str | None = None,
-    checkpoint: dict | None = None, sampling: dict | None = None, model_trained_on: str | None = None,
-    external: dict | None = None, samples_sha256: str | None = None, run_id: str | None = None,
-    invocation: Invocation | None = None,
-) -> Path:
-    """Evaluate ``samples`` and write samples, per-sample table and record into ``run_dir``; returns the record path."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    extxyz = structures_to_extxyz(samples)
-    atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
-    t0 = time.perf_counter()
-    try:
-        result = evaluate(samples, request, card, work_dir=run_dir)
-    finally:
-        if invocation is not None:
-            invocation.add("evaluation", time.perf_counter() - t0)
-    metrics = {**result.metrics, **cost_metrics(generation_s, len(samples), result.metrics)}
-    atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: result.table.to_parquet(p))
-    paper_split = model_trained_on in (None, "train")
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "protocol_version": PROTOCOL_VERSION,
-        "run_id": run_id or run_dir.name,
-        "kind": "external" if external else "generated",
-        "dataset": request.dataset,
-        "plugin": plugin,
-        "tier": tier,
-        "n_samples": len(samples),
-        "seeds": {"sample": sample_seed, "wdist_subset": request.eval_seed,
-                  "relax_subset": request.eval_seed if request.stability else None},
-        "splits": {"reference": result.reference.name, "novelty": result.novelty.name if result.novelty else None,
-                   "model_trained_on": model_trained_on, "paper_training_split": paper_split},
-        "data": {"reference_sha256": result.reference.sha256,
-                 "novelty_sha256": result.novelty.sha256 if result.novelty else None,
-                 "samples_sha256": samples_sha256 or sha256_text(extxyz)},
-        "checkpoint": checkpoint,
-        "sampling": sampling,
-        "external": external,
-        "provenance": {**provenance.collect(), "device": device},
-        "timings": run_timings(generation_s, result, invocation),
-        "metrics": metrics,
-        "details": {**result.details, "n_constructed": int(sum(s.structure is not None for s in samples)),
-                    "construction_failures": _reason_counts(samples)},
-        "files": {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    return write_record(run_dir, record)
-
-
-def stage_seconds(details: dict[str, Any]) -> dict[str, float]:
-    """Seconds per evaluation stage (fingerprints, relaxation, hull, matching) from the families' own timings."""
-    walls = (details.get("metrics") or {}).get("wall_seconds") or {}
-    stab = (details.get("stability") or {}).get("timings") or {}
-    stages = {"fingerprints": walls.get("fingerprints")}
-    if stab:
-        stages.update({
-            "relaxation": (stab.get("relax_s") or 0.0) + (stab.get("reference_relax_s") or 0.0),
-            "hull": (stab.get("hull_load_s") or 0.0) + (stab.get("hull_s") or 0.0),
-            "matching": (stab.get("unique_s") or 0.0) + (stab.get("novel_s") or 0.0),
-        })
-    return {k: round(float(v), 2) for k, v in stages.items() if v is not None}
-
-
-def run_timings(generation_s: float | None, result, invocation: Invocation | None) -> dict[str, Any]:
-    """The record's timings: generation from the batches' own times, evaluation and wall/CPU time summed over
-    every invocation of this run (resumes included), peak memory, and the final invocation's stages."""
-    timings: dict[str, Any] = {"generation_s": generation_s, "evaluation_s": result.seconds}
-    if invocation is not None:
-        totals = invocation.totals()
-        timings.update({
-            "evaluation_s": totals["phases_s"].get("evaluation", result.seconds),
-            "evaluation_s_final_invocation": result.seconds,
-            "wall_s": totals["wall_s"],
-            "cpu_s": totals["cpu_s"],
-            "max_rss_gb": totals["max_rss_gb"],
-            "invocations": totals["invocations"],
-            "accounting": "summed over every invocation (invocations.jsonl); generation_s from the batches' times",
-        })
-    timings["stages_final_invocation_s"] = stage_seconds(result.details)
-    return timings
-
-
-def _reason_counts(samples: Sequence[Sample]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for sample in samples:
-        if sample.reason:
-            key = unlocated(sample.reason)[:120]  # "s.csv row 3: X" and "s.csv row 9: X" count as one
-            counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))

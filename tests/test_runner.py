@@ -145,21 +145,21 @@ def test_no_progress_reaches_the_generators_own_bars(tiny_dataset, tmp_path):
 def test_a_resumed_run_records_the_summed_cost_of_all_its_invocations(tiny_dataset, tmp_path, monkeypatch):
     import time
 
-    from harness import runner
+    from harness import recording
     from harness.costs import read_ledger
 
-    real_evaluate = runner.evaluate
+    real_evaluate = recording.evaluate
 
     def interrupted(*args, **kwargs):
         time.sleep(0.3)  # evaluation work that the kill throws away
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "evaluate", interrupted)
+    monkeypatch.setattr(recording, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(request(tmp_path, "r", seed=5))
     first = read_ledger(tmp_path / "r")
     assert len(first) == 1 and not first[0]["finished"] and first[0]["phases_s"]["evaluation"] >= 0.3
-    monkeypatch.setattr(runner, "evaluate", real_evaluate)
+    monkeypatch.setattr(recording, "evaluate", real_evaluate)
     record = load_record(run(request(tmp_path, "r", seed=5)))
     timings = record["timings"]
     ledger = read_ledger(tmp_path / "r")
@@ -177,8 +177,9 @@ def test_the_relaxed_subset_size_comes_from_the_tier(tiny_dataset, tmp_path, mon
     from harness.protocol import custom_tier
 
     seen = []
-    monkeypatch.setattr(runner, "finish_run", lambda samples, run_dir, request, card, **kw: seen.append((request, kw)))
+    monkeypatch.setattr(runner, "record_run", lambda samples, run_dir, request, card, origin, invocation:
+                        seen.append((request, origin)))
     run(request(tmp_path, "default"))  # 12 samples: a tenth, at least one
     run(request(tmp_path, "asked", n_relax=5))
     assert [r.n_relax for r, _ in seen] == [custom_tier(N).n_relax, 5] == [1, 5]
-    assert {kw["tier"] for _, kw in seen} == {"custom"}
+    assert {origin.tier for _, origin in seen} == {"custom"}

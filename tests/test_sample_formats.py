@@ -298,7 +298,7 @@ def test_a_file_that_cannot_be_read_at_all_is_a_clear_error(tmp_path, name, make
 
 
 def test_equal_reasons_at_different_positions_count_together(tmp_path):
-    from harness.runner import _reason_counts
+    from harness.recording import reason_counts
 
     cells = ["garbage", str(CifWriter(WRITTEN[0])), "garbage"]
     pd.DataFrame({"cif": cells}).to_csv(tmp_path / "s.csv", index=False)
@@ -306,7 +306,7 @@ def test_equal_reasons_at_different_positions_count_together(tmp_path):
     folder.mkdir()
     for i in range(2):
         (folder / f"POSCAR_{i}").write_text("broken\n1.0\n")
-    counts = _reason_counts(read_samples(tmp_path / "s.csv") + read_samples(folder))
+    counts = reason_counts(read_samples(tmp_path / "s.csv") + read_samples(folder))
     assert len(counts) == 2 and sorted(counts.values()) == [2, 2]
     assert not any("row" in key or "POSCAR_" in key for key in counts), counts
 
@@ -316,7 +316,8 @@ def test_the_record_names_the_format_and_hashes_what_was_read(tmp_path, monkeypa
     from harness.evaluation import EvaluationRequest
 
     calls = []
-    monkeypatch.setattr(evaluate_file, "finish_run", lambda samples, run_dir, request, card, **kw: calls.append(kw))
+    monkeypatch.setattr(evaluate_file, "record_run", lambda samples, run_dir, request, card, origin, invocation:
+                        calls.append(origin))
     folder = tmp_path / "gen"
     folder.mkdir()
     for i, s in enumerate(WRITTEN):
@@ -327,18 +328,18 @@ def test_the_record_names_the_format_and_hashes_what_was_read(tmp_path, monkeypa
     (folder / "README.md").write_text("not a sample\n")
     request = EvaluationRequest(dataset="tiny")
     evaluate_file.evaluate_file(folder, request, TINY_CARD, out=tmp_path / "run0")
-    assert calls[-1]["samples_sha256"] == old_digest.hexdigest()
-    assert calls[-1]["sampling"]["source_format"] == "folder"
-    assert calls[-1]["sampling"]["source_members"] == {"cif": 3, "unread": 1}
+    assert calls[-1].samples_sha256 == old_digest.hexdigest()
+    assert calls[-1].sampling["source_format"] == "folder"
+    assert calls[-1].sampling["source_members"] == {"cif": 3, "unread": 1}
     (folder / "CONTCAR").write_text(Poscar(WRITTEN[0]).get_str())
     evaluate_file.evaluate_file(folder, request, TINY_CARD, out=tmp_path / "run1")
-    assert calls[-1]["samples_sha256"] != old_digest.hexdigest()
+    assert calls[-1].samples_sha256 != old_digest.hexdigest()
 
     path = shutil.copy(_example(tmp_path, "ase-traj"), tmp_path / "mattergen.traj")
     evaluate_file.evaluate_file(path, request, TINY_CARD, out=tmp_path / "run2")
-    assert calls[-1]["sampling"]["source_format"] == "ase-traj"
-    assert calls[-1]["samples_sha256"] == hashlib.sha256((tmp_path / "mattergen.traj").read_bytes()).hexdigest()
-    assert "source_members" not in calls[-1]["sampling"]
+    assert calls[-1].sampling["source_format"] == "ase-traj"
+    assert calls[-1].samples_sha256 == hashlib.sha256((tmp_path / "mattergen.traj").read_bytes()).hexdigest()
+    assert "source_members" not in calls[-1].sampling
 
 
 def test_bench_evaluate_help_lists_every_format(capsys):
