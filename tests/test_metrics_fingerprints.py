@@ -93,3 +93,18 @@ def test_resumable_fingerprints_reuse_saved_chunks_and_redo_changed_ones(tmp_pat
     changed = structures[:3] + [rocksalt(a=6.1)]  # only the second chunk differs
     fp_module.fingerprint_structures_resumable(changed, tmp_path, chunk=2)
     assert computed == [2]
+
+
+def test_a_runs_own_samples_file_read_back_can_be_fingerprinted(tmp_path):
+    """ASE reads an extxyz frame's sample_index back as a numpy integer into the structure's properties; the chunk
+    key of the resumable fingerprints must still serialise it (bench evaluate on a run's samples file crashed)."""
+    from harness.metrics.fingerprints import _chunk_key
+    from harness.samples import make_sample, read_samples, structures_to_extxyz
+
+    path = tmp_path / "samples.extxyz"
+    path.write_text(structures_to_extxyz([make_sample(0, rocksalt()), make_sample(1, perovskite())]))
+    structures = [sample.structure for sample in read_samples(path)]
+    assert any(isinstance(v, np.integer) for s in structures for v in s.properties.values())
+    key = _chunk_key(structures)
+    assert len(key) == 20 and key == _chunk_key([s.copy() for s in structures])
+    assert key != _chunk_key(structures[:1])

@@ -184,8 +184,16 @@ def fingerprint_structures(
 def _chunk_key(structures) -> str:
     digest = hashlib.sha256(json.dumps(featurizer_versions(), sort_keys=True).encode())
     for structure in structures:
-        digest.update(b"none" if structure is None else json.dumps(structure.as_dict(), sort_keys=True).encode())
+        text = "none" if structure is None else json.dumps(structure.as_dict(), sort_keys=True, default=_plain)
+        digest.update(text.encode())
     return digest.hexdigest()[:20]
+
+
+def _plain(value):
+    """numpy scalars and arrays in a structure's properties (an extxyz frame's ``sample_index`` read back by ASE)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def read_chunk(path) -> Fingerprints | None:
