@@ -79,11 +79,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record
-    from harness.relaxer import PROTOCOL_RELAXER, load_relaxer
+    from harness.relaxer import PROTOCOL_RELAXER
     from harness.samples import read_run_samples
     from harness.stability.agreement import relaxer_agreement
     from harness.stability.mp_reference import load_shipped_mp_hull
-    from harness.stability.relax import RelaxSettings, relax_batched
+    from harness.stability.relax import RelaxSettings, load_relaxer, relax_batched
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder whose record relaxed a subset with CHGNet")

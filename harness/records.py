@@ -101,3 +101,9 @@ def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
 
 def iter_record_paths(results_dir: str | Path) -> Iterator[Path]:
     yield from sorted(Path(results_dir).glob(f"**/{RECORD_NAME}"))
+
+
+def resolve_record_path(path: str | Path) -> Path:
+    """Accept a record file or the run folder holding it."""
+    path = Path(path)
+    return path / RECORD_NAME if path.is_dir() else path

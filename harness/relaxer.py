@@ -143,17 +143,3 @@ class Relaxer(ABC):
             "energy_scale": self.energy_scale,
             "protocol": self.spec.name == PROTOCOL_RELAXER,
         }
-
-
-_LOADED: dict[tuple[str, str], Relaxer] = {}
-
-
-def load_relaxer(name: str = PROTOCOL_RELAXER, model: str | None = None) -> Relaxer:
-    """The registered relaxer ``name`` with weights ``model`` (default: the relaxer's own), once per process."""
-    from harness.registry import get_registry
-
-    spec = get_registry().relaxer(name)
-    key = (name, model or spec.model)
-    if key not in _LOADED:
-        _LOADED[key] = spec.load_class()(spec, model)
-    return _LOADED[key]

@@ -11,10 +11,19 @@ import numpy as np
 import pandas as pd
 
 from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX
+from harness.figures import (
+    EHULL_RANGE,
+    OTHER_HULL_COLOUR,
+    SAMPLE_COLOUR,
+    TEST_COLOUR,
+    new_figure,
+    save_figure,
+)
 from harness.io import atomic_write, atomic_write_text
 from harness.leaderboard import MISSING, REPORT_NAME, format_value
 from harness.protocol import METASTABLE_EHULL, METRIC_SPECS, SG_SYMPREC, STABLE_EHULL
-from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record
+from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, resolve_record_path
+from harness.report_relaxers import relaxer_comparison
 
 PROPERTY_COLUMNS = ("density", "num_elems", "spacegroup")
 PLOT_NAMES = {"spacegroup": "spacegroup.png", "density": "density.png", "num_elems": "num_elems.png",
@@ -22,9 +31,6 @@ PLOT_NAMES = {"spacegroup": "spacegroup.png", "density": "density.png", "num_ele
 # First space-group number of each crystal system (International Tables), for the histogram's axis.
 CRYSTAL_SYSTEMS = ((1, "triclinic"), (3, "monoclinic"), (16, "orthorhombic"), (75, "tetragonal"), (143, "trigonal"),
                    (168, "hexagonal"), (195, "cubic"))
-SAMPLE_COLOUR, TEST_COLOUR = "#d95f02", "#7570b3"
-OTHER_HULL_COLOUR = "#1b9e77"
-EHULL_RANGE = (-0.5, 1.5)  # eV/atom shown; values outside are counted in the title
 
 
 @dataclass(frozen=True)
@@ -69,23 +75,6 @@ def reference_properties(dataset: str, data_dir: str | Path | None = None) -> pd
 
 
 # ---- plots ----------------------------------------------------------------------------------------------
-
-
-def new_figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
-    return plt, fig, ax
-
-
-def save_figure(plt, fig, path: Path) -> Path:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
-    plt.close(fig)
-    return path
 
 
 def _fractions(values: pd.Series, bins: np.ndarray) -> np.ndarray:
@@ -251,12 +240,6 @@ def _invalid_reasons(table: pd.DataFrame, limit: int = 8) -> list[str]:
     return lines
 
 
-def resolve_record_path(path: str | Path) -> Path:
-    """Accept a record file or the run folder holding it."""
-    path = Path(path)
-    return path / RECORD_NAME if path.is_dir() else path
-
-
 def dataset_hull(record: dict[str, Any], data_dir: str | Path | None = None):
     """(the dataset hull the record's E_hull was taken against, None) or (None, why not); never builds one."""
     from harness.datasets import get_card
@@ -386,8 +369,6 @@ def write_report(record_path: str | Path, reference: pd.DataFrame | None, hull=N
     if hull is not None and not ehull.empty:
         lines += _hull_support_lines(table, hull)
     for other_path in compare:
-        from harness.report_relaxers import relaxer_comparison
-
         section, plot = relaxer_comparison(record, table, Path(other_path), run_dir)
         lines += section
         plots.append(plot)

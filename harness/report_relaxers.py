@@ -8,18 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.figures import EHULL_RANGE, SAMPLE_COLOUR, TEST_COLOUR, new_figure, save_figure
 from harness.io import atomic_write
 from harness.leaderboard import MISSING, format_value
 from harness.protocol import STABLE_EHULL
-from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record
-from harness.report import (
-    EHULL_RANGE,
-    SAMPLE_COLOUR,
-    TEST_COLOUR,
-    new_figure,
-    resolve_record_path,
-    save_figure,
-)
+from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, resolve_record_path
 
 
 def relaxer_name(record: dict[str, Any]) -> str | None:

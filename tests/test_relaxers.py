@@ -15,10 +15,10 @@ from harness import leaderboard, stability
 from harness.evaluation_types import Sample
 from harness.hookspecs import hookimpl
 from harness.registry import RegistryError, build_registry, set_registry
-from harness.relaxer import PROTOCOL_RELAXER, Relaxer, RelaxerSpec, load_relaxer
+from harness.relaxer import PROTOCOL_RELAXER, Relaxer, RelaxerSpec
 from harness.stability.agreement import relaxer_agreement
 from harness.stability.hull import ReferenceHull
-from harness.stability.relax import RelaxSettings, relax_batched
+from harness.stability.relax import RelaxSettings, load_relaxer, relax_batched
 from tests.conftest import perovskite, rocksalt
 
 try:

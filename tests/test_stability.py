@@ -206,7 +206,7 @@ def test_batched_relaxation_follows_struct_optimizer():
 
 def test_one_pass_forces_and_stresses_match_chgnet_predict_graph():
     """The relaxation's single-backward energies/forces/stresses equal CHGNet's own predict_graph (float noise)."""
-    from harness.relaxer import load_relaxer
+    from harness.stability.relax import load_relaxer
 
     rng = np.random.default_rng(0)
     structures = []

@@ -14,8 +14,14 @@ from harness.cards import DatasetCard
 from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX, FamilyResult, Sample
 from harness.io import atomic_write_json, sha256_text
 from harness.protocol import METASTABLE_EHULL, STABLE_EHULL
-from harness.relaxer import PROTOCOL_RELAXER, load_relaxer
-from harness.stability.relax import VOLUME_PER_ATOM_BOUNDS, RelaxResult, RelaxSettings, relax_batched
+from harness.relaxer import PROTOCOL_RELAXER
+from harness.stability.relax import (
+    VOLUME_PER_ATOM_BOUNDS,
+    RelaxResult,
+    RelaxSettings,
+    load_relaxer,
+    relax_batched,
+)
 
 __all__ = ["HULL_SHA256_ENV", "evaluate", "relax_into", "select_subset"]
 

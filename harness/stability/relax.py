@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.relaxer import PROTOCOL_RELAXER, error_text, load_relaxer
+from harness.relaxer import PROTOCOL_RELAXER, Relaxer, error_text
 from harness.stability.chgnet import load_model
 
 __all__ = [
@@ -26,10 +26,25 @@ __all__ = [
     "RelaxResult",
     "RelaxSettings",
     "load_model",
+    "load_relaxer",
     "relax_batched",
     "relax_one_struct_optimizer",
     "score_static",
 ]
+
+
+_LOADED: dict[tuple[str, str], Relaxer] = {}
+
+
+def load_relaxer(name: str = PROTOCOL_RELAXER, model: str | None = None) -> Relaxer:
+    """The registered relaxer ``name`` with weights ``model`` (default: the relaxer's own), once per process."""
+    from harness.registry import get_registry
+
+    spec = get_registry().relaxer(name)
+    key = (name, model or spec.model)
+    if key not in _LOADED:
+        _LOADED[key] = spec.load_class()(spec, model)
+    return _LOADED[key]
 
 
 @dataclass(frozen=True)
