@@ -86,6 +86,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "learning_curve")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the points already in --out that this call does not measure again (a point is "
+                             "its checkpoint's sha256 and the plugin version that sampled it)")
     args = parser.parse_args(argv)
 
     import torch
@@ -113,11 +116,18 @@ def main(argv=None) -> int:
                        "metrics": {k: record["metrics"].get(k) for k in KEYS},
                        "failures": failure_counts(out, record, elements),
                        "element_mask": (record.get("sampling") or {}).get("element_mask"),
+                       "plugin_version": record["plugin"]["version"],
                        "n_samples": record["n_samples"], "seconds_this_call": round(time.perf_counter() - t0, 1)})
         print(checkpoint.name, info["epoch"], {k: points[-1]["metrics"][k] for k in ("struct_valid", "valid",
                                                                                       "cov_precision", "wdist_density")})
-    points.sort(key=lambda p: (p["epoch"] is None, p["epoch"]))
     out = args.out or REPO / "results" / "training" / args.plugin / f"learning_curve_{args.dataset}.json"
+    if args.merge and out.exists():
+        import json
+
+        measured = {(p["sha256"], p.get("plugin_version")) for p in points}
+        points += [p for p in json.loads(out.read_text())["points"]
+                   if (p["sha256"], p.get("plugin_version")) not in measured]
+    points.sort(key=lambda p: (p["epoch"] is None, p["epoch"], p.get("plugin_version") or ""))
     atomic_write_json(out, {
         **result_header("learning_curve", argv),
         "plugin": args.plugin, "dataset": args.dataset, "n_samples": args.n, "sample_seed": args.seed,
