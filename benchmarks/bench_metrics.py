@@ -101,7 +101,7 @@ def validity_fidelity(path: Path) -> dict:
     import numpy as np
 
     from harness.metrics.validity import comp_validity, struct_validity
-    from harness.samples import read_samples
+    from harness.sample_formats import read_samples
 
     start = time.perf_counter()
     samples = read_samples(path)

@@ -103,3 +103,19 @@ def ledger_totals(lines: list[dict[str, Any]]) -> dict[str, Any]:
         "max_rss_gb": max((line["max_rss_gb"] for line in lines), default=None),
         "phases_s": {k: round(v, 3) for k, v in phases.items()},
     }
+
+
+def cost_metrics(generation_s: float | None, n_samples: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """SymmBFN's cost definitions: seconds per requested sample, per stable and per S.U.N. structure."""
+    if generation_s is None or n_samples == 0:
+        return {"seconds_per_sample": None, "seconds_per_stable": None, "seconds_per_sun": None}
+    per_sample = generation_s / n_samples
+
+    def per(rate):
+        return per_sample / rate if rate else None
+
+    return {
+        "seconds_per_sample": per_sample,
+        "seconds_per_stable": per(metrics.get("stable_rate")),
+        "seconds_per_sun": per(metrics.get("sun_rate")),
+    }

@@ -13,8 +13,8 @@ import pandas as pd
 from harness.cards import DatasetCard, Split
 from harness.datasets import load_split
 from harness.evaluation_types import Sample
-from harness.parallel import default_executor
-from harness.protocol import METRIC_KEYS, SAMPLE_FILE_N_RELAX
+from harness.executors import default_executor
+from harness.protocol import METRIC_KEYS, SAMPLE_FILE_N_RELAX, novelty_split_name
 from harness.relaxer import PROTOCOL_RELAXER
 
 
@@ -75,18 +75,6 @@ def merge_tables(base: pd.DataFrame, *tables: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-def novelty_split_name(dataset: str, split: str | None) -> str:
-    """The split(s) novelty is judged against: ``split`` (default ``train``) with the protocol's substitutes."""
-    from harness.protocol import NOVELTY_SUBSTITUTES
-
-    parts: list[str] = []
-    for part in (split or "train").split("+"):
-        part = NOVELTY_SUBSTITUTES.get((dataset, part), part)
-        if part and part not in parts:
-            parts.append(part)
-    return "+".join(parts)
-
-
 def evaluate(samples: Sequence[Sample], request: EvaluationRequest, card: DatasetCard,
              work_dir: Path | None = None) -> Evaluation:
     """Run every metric family the request asks for against ``card``, the request's dataset as the command resolved
@@ -130,19 +118,3 @@ def evaluate(samples: Sequence[Sample], request: EvaluationRequest, card: Datase
         raise KeyError(f"metric families returned keys outside the protocol: {sorted(unknown)}")
     table = merge_tables(base_table(samples), *tables)
     return Evaluation(values, table, details, reference, novelty, time.perf_counter() - started)
-
-
-def cost_metrics(generation_s: float | None, n_samples: int, metrics: dict[str, Any]) -> dict[str, Any]:
-    """SymmBFN's cost definitions: seconds per requested sample, per stable and per S.U.N. structure."""
-    if generation_s is None or n_samples == 0:
-        return {"seconds_per_sample": None, "seconds_per_stable": None, "seconds_per_sun": None}
-    per_sample = generation_s / n_samples
-
-    def per(rate):
-        return per_sample / rate if rate else None
-
-    return {
-        "seconds_per_sample": per_sample,
-        "seconds_per_stable": per(metrics.get("stable_rate")),
-        "seconds_per_sun": per(metrics.get("sun_rate")),
-    }

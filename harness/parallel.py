@@ -5,7 +5,8 @@ or an error string ("timeout after 60 s", "ValueError: ..."); it never raises fo
 ``ProcessExecutor`` runs items in spawned worker processes (safe on every platform; ``fn`` and the items must be
 picklable, i.e. ``fn`` a module-level function) and kills and replaces a worker whose item overruns its timeout.
 ``SerialExecutor`` runs in-process (tests, one worker); its timeout uses SIGALRM where available.
-``harness.parallel_dask.DaskExecutor`` runs them on a Dask cluster with the process pool's outcomes.
+``harness.parallel_dask.DaskExecutor`` runs them on a Dask cluster with the process pool's outcomes;
+``harness.executors.default_executor`` chooses among the three.
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from harness.parallel_dask import DaskExecutor
-
-__all__ = ["Executor", "Outcome", "ProcessExecutor", "SerialExecutor", "default_executor", "format_error"]
+__all__ = ["Executor", "Outcome", "ProcessExecutor", "SerialExecutor", "format_error"]
 
 # Each worker process runs single-threaded BLAS/OpenMP/torch: the pool already uses the cores.
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -313,20 +311,3 @@ class ProcessExecutor:
             self.close()
         except Exception:
             pass
-
-
-def default_executor(
-    workers: int | None = None, *, progress: bool = True, kind: str = "process", scheduler: str | None = None
-) -> SerialExecutor | ProcessExecutor | DaskExecutor:
-    """``SerialExecutor`` for one worker, else a ``ProcessExecutor`` (``None`` → one per core); ``kind="dask"``
-    or a ``scheduler`` address gives a ``DaskExecutor`` (a local cluster, or that scheduler's)."""
-    if kind == "dask" or scheduler is not None:
-        from harness.parallel_dask import DaskExecutor
-
-        return DaskExecutor(workers, scheduler=scheduler, progress=progress)
-    if kind != "process":
-        raise ValueError(f"unknown executor {kind!r}: expected 'process' or 'dask'")
-    count = workers or os.cpu_count() or 1
-    if count <= 1:
-        return SerialExecutor(progress=progress)
-    return ProcessExecutor(count, progress=progress)

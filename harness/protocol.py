@@ -87,7 +87,7 @@ class MetricSpec:
     kind: str  # "rate", "distance", "count" or "seconds"
     better: str | None  # "max", "min" or None
     header: str
-    family: str  # "distribution" (harness/metrics), "stability" (harness/stability), "cost" (evaluation.cost_metrics)
+    family: str  # "distribution" (harness/metrics), "stability" (harness/stability), "cost" (costs.cost_metrics)
 
     def __post_init__(self) -> None:
         if self.kind not in METRIC_KINDS or self.better not in ("max", "min", None) or self.family not in FAMILIES:
@@ -137,3 +137,13 @@ def family_specs(*families: str) -> tuple[MetricSpec, ...]:
 def family_keys(*families: str) -> tuple[str, ...]:
     """The record keys the named families fill, in protocol order."""
     return tuple(spec.key for spec in family_specs(*families))
+
+
+def novelty_split_name(dataset: str, split: str | None) -> str:
+    """The split(s) novelty is judged against: ``split`` (default ``train``) with the protocol's substitutes."""
+    parts: list[str] = []
+    for part in (split or "train").split("+"):
+        part = NOVELTY_SUBSTITUTES.get((dataset, part), part)
+        if part and part not in parts:
+            parts.append(part)
+    return "+".join(parts)

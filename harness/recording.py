@@ -12,8 +12,8 @@ from typing import Any
 
 from harness import provenance
 from harness.cards import DatasetCard
-from harness.costs import Invocation
-from harness.evaluation import Evaluation, EvaluationRequest, cost_metrics, evaluate
+from harness.costs import Invocation, cost_metrics
+from harness.evaluation import Evaluation, EvaluationRequest, evaluate
 from harness.evaluation_types import Sample
 from harness.io import atomic_write, atomic_write_gzip, sha256_text
 from harness.protocol import PROTOCOL_VERSION

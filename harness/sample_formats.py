@@ -92,6 +92,11 @@ def _read_file(source: Source, path: Path) -> tuple[str, list[Entry], dict[str, 
     return fmt, entries, members
 
 
+def read_samples(path: str | Path) -> list[Sample]:
+    """Read a sample set in any format :data:`FORMATS` names, or one ASE or pymatgen reads."""
+    return read_sample_file(path).samples
+
+
 def folder_members(path: Path) -> list[tuple[str, Path]]:
     """The files of a folder that are read as samples, as (path relative to it, path), in that name order."""
     files = []

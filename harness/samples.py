@@ -91,13 +91,6 @@ def read_run_samples(path: Path, n_samples: int) -> list[Sample]:
     return slots
 
 
-def read_samples(path: str | Path) -> list[Sample]:
-    """Read a sample set in any format ``harness.sample_formats.FORMATS`` names, or one ASE or pymatgen reads."""
-    from harness.sample_formats import read_sample_file  # that module builds on this one
-
-    return read_sample_file(path).samples
-
-
 def structures_to_extxyz(samples: Sequence[Sample]) -> str:
     """The constructed samples as extended XYZ text, each frame tagged with its sample index."""
     from ase.io import write

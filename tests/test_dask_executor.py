@@ -14,7 +14,8 @@ import pytest
 
 from harness.evaluate_file import evaluate_file
 from harness.evaluation import EvaluationRequest
-from harness.parallel import Executor, ProcessExecutor, default_executor
+from harness.executors import default_executor
+from harness.parallel import Executor, ProcessExecutor
 from harness.parallel_dask import DaskExecutor  # imports dask only when an executor is made
 from tests.conftest import TINY_CARD, perovskite, rocksalt, tiny_structures, write_cif_csv
 

@@ -99,7 +99,8 @@ def test_a_runs_own_samples_file_read_back_can_be_fingerprinted(tmp_path):
     """ASE reads an extxyz frame's sample_index back as a numpy integer into the structure's properties; the chunk
     key of the resumable fingerprints must still serialise it (bench evaluate on a run's samples file crashed)."""
     from harness.metrics.fingerprints import _chunk_key
-    from harness.samples import make_sample, read_samples, structures_to_extxyz
+    from harness.sample_formats import read_samples
+    from harness.samples import make_sample, structures_to_extxyz
 
     path = tmp_path / "samples.extxyz"
     path.write_text(structures_to_extxyz([make_sample(0, rocksalt()), make_sample(1, perovskite())]))

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
+from harness.executors import default_executor
 from harness.parallel import (
     Executor,
     Outcome,
     ProcessExecutor,
     SerialExecutor,
-    default_executor,
     format_error,
 )
 

@@ -12,8 +12,8 @@ import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
 from harness import stability
-from harness.evaluation import novelty_split_name
 from harness.evaluation_types import Sample
+from harness.protocol import novelty_split_name
 from harness.stability.hull import HullError
 from harness.stability.mp_reference import (
     MP_HULL_SHA256,

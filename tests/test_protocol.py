@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness import leaderboard, leaderboard_html
-from harness.evaluation import cost_metrics
+from harness.costs import cost_metrics
 from harness.metrics import METRICS as DISTRIBUTION_KEYS
 from harness.protocol import FAMILIES, METRIC_KEYS, METRIC_SPECS, MetricSpec, family_keys, family_specs
 from harness.records import empty_metrics, schema

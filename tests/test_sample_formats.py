@@ -24,8 +24,8 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 
-from harness.sample_formats import FORMATS, read_sample_file
-from harness.samples import SampleFileError, read_samples
+from harness.sample_formats import FORMATS, read_sample_file, read_samples
+from harness.samples import SampleFileError
 from tests.conftest import TINY_CARD, perovskite, rocksalt
 
 MOLECULE = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])  # no cell: an entry that cannot be a crystal

@@ -11,11 +11,11 @@ import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
+from harness.sample_formats import read_samples
 from harness.samples import (
     SampleFileError,
     construction_problem,
     make_sample,
-    read_samples,
     structures_to_extxyz,
 )
 from tests.conftest import cscl, perovskite, rocksalt

@@ -17,8 +17,9 @@ from harness.datasets import Split
 from harness.evaluation_types import Sample
 from harness.io import sha256_file, sha256_text
 from harness.protocol import family_keys
-from harness.stability.hull import HullError, ReferenceHull, load_hull, load_mp_hull
+from harness.stability.hull import HullError, ReferenceHull, load_mp_hull
 from harness.stability.matching import novel_flags, unique_flags
+from harness.stability.mp_reference import load_hull
 from harness.stability.relax import RelaxSettings, relax_batched
 from tests.conftest import TINY_CARD, cscl, perovskite, rocksalt
 

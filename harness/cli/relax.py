@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.cli.common import configure_threads, fail
-    from harness.stability.relax_again import RelaxAgainError, relax_again
+    from harness.relax_again import RelaxAgainError, relax_again
 
     configure_threads(args.threads)
     run_dir = args.record.parent if args.record.name == "record.json" else args.record

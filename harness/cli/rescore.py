@@ -41,8 +41,8 @@ def _targets(args) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.stability.hull import HullError, load_hull
-    from harness.stability.mp_reference import load_shipped_mp_hull
+    from harness.stability.hull import HullError
+    from harness.stability.mp_reference import load_hull, load_shipped_mp_hull
     from harness.stability.rescore import RescoreError, rescore_run
 
     try:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX, FamilyResult, Sample
+from harness.executors import default_executor
 from harness.metrics import coverage as cov
 from harness.metrics import distributions as dist
 from harness.metrics import symmetry as sym
@@ -23,7 +24,7 @@ from harness.metrics.fingerprints import (
 )
 from harness.metrics.reference import reference_features
 from harness.metrics.validity import comp_validity, min_interatomic_distance, struct_validity
-from harness.parallel import Executor, default_executor
+from harness.parallel import Executor
 from harness.protocol import MIN_INTERATOMIC_DISTANCE, MIN_VOLUME, N_WDIST_SAMPLES, SG_SYMPREC, family_keys
 
 __all__ = ["TABLE_COLUMNS", "describe_sample", "evaluate"]

@@ -137,8 +137,8 @@ def _load_hull(
     hull, its references relaxed on demand) or a file (xtalbench JSON, or an MP phase-diagram pickle)."""
     from harness.datasets import as_card
     from harness.protocol import DEFAULT_HULL
-    from harness.stability.hull import ReferenceHull, load_hull
-    from harness.stability.mp_reference import FormationEnergyHull, load_shipped_mp_hull
+    from harness.stability.hull import ReferenceHull
+    from harness.stability.mp_reference import FormationEnergyHull, load_hull, load_shipped_mp_hull
     from harness.stability.ondemand import relaxed_on_demand
     from harness.stability.reference import load_or_build_dataset_hull
 

@@ -26,7 +26,6 @@ __all__ = [
     "mp2020_corrected_energy_per_atom",
     "ReferenceHull",
     "entries_hash",
-    "load_hull",
     "load_mp_hull",
 ]
 
@@ -295,18 +294,3 @@ def load_mp_hull(path: str | Path, expected_sha256: str | None = None) -> MPHull
         "release": known.get(digest, "user-pinned"),
     }
     return MPHull(path.name, f"user-supplied Materials Project phase diagram: {path}", diagram, digest, info)
-
-
-def load_hull(path: str | Path, expected_sha256: str | None = None) -> ReferenceHull | MPHull:
-    """A hull file: xtalbench's JSON (``.json``/``.json.gz``) or an MP phase-diagram pickle (``.pkl``/``.pkl.gz``)."""
-    path = Path(path)
-    if path.name.endswith((".json", ".json.gz")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        from harness.stability.mp_reference import hull_from_json
-
-        with opener(path, "rt", encoding="utf-8") as handle:
-            hull = hull_from_json(json.load(handle))
-        if expected_sha256 is not None and hull.sha256 != expected_sha256.lower():
-            raise HullError(f"{path}: hull hash {hull.sha256} does not match the expected {expected_sha256}")
-        return hull
-    return load_mp_hull(path, expected_sha256)

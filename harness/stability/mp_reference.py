@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.io import sha256_file
-from harness.stability.hull import HULL_FORMAT, HullError, ReferenceHull
+from harness.stability.hull import HULL_FORMAT, HullError, MPHull, ReferenceHull, load_mp_hull
 
 __all__ = [
     "E_FORM_FILE",
@@ -279,3 +279,16 @@ def hull_from_json(obj: dict[str, Any]) -> ReferenceHull:
         raise HullError(f"unknown hull format {obj.get('format')!r} (this xtalbench reads {HULL_FORMAT})")
     cls = FormationEnergyHull if obj.get("kind") == FORMATION_KIND else ReferenceHull
     return cls.from_json(obj)
+
+
+def load_hull(path: str | Path, expected_sha256: str | None = None) -> ReferenceHull | MPHull:
+    """A hull file: xtalbench's JSON (``.json``/``.json.gz``) or an MP phase-diagram pickle (``.pkl``/``.pkl.gz``)."""
+    path = Path(path)
+    if path.name.endswith((".json", ".json.gz")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            hull = hull_from_json(json.load(handle))
+        if expected_sha256 is not None and hull.sha256 != expected_sha256.lower():
+            raise HullError(f"{path}: hull hash {hull.sha256} does not match the expected {expected_sha256}")
+        return hull
+    return load_mp_hull(path, expected_sha256)

@@ -58,10 +58,10 @@ def rescore_run(
     """
     import pandas as pd
 
+    from harness.costs import cost_metrics
     from harness.datasets import load_split
-    from harness.evaluation import cost_metrics, novelty_split_name
     from harness.io import atomic_write
-    from harness.protocol import METASTABLE_EHULL, PROTOCOL_VERSION, STABLE_EHULL
+    from harness.protocol import METASTABLE_EHULL, PROTOCOL_VERSION, STABLE_EHULL, novelty_split_name
     from harness.provenance import git_state
     from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, write_record
     from harness.stability import select_subset, train_split_info

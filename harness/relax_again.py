@@ -38,14 +38,13 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
     import pandas as pd
 
     from harness import stability
-    from harness.costs import Invocation
+    from harness.costs import Invocation, cost_metrics
     from harness.datasets import load_split
-    from harness.evaluation import cost_metrics
     from harness.io import atomic_write, sha256_file
     from harness.provenance import collect
+    from harness.recording import relaxer_suffix
     from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, write_record
     from harness.registry import get_registry
-    from harness.runner import relaxer_suffix
     from harness.samples import read_run_samples
 
     run_dir = Path(run_dir)
