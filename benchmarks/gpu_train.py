@@ -249,7 +249,8 @@ def finish(job: dict, process: subprocess.Popen, deadline: float) -> None:
     except subprocess.TimeoutExpired:
         kill(process)
         code = None
-        job["error"] = "killed at its slot's end (the last periodic checkpoint, if any, is what is left)"
+        job["error"] = ("killed at its slot's end (on SIGTERM bench train saves a checkpoint at its next batch; "
+                        "SIGKILL 10 s later leaves the last periodic one, if any)")
     job["wall_seconds"] = round(time.monotonic() - job["started"], 1)
     job["exit_code"] = code
     if code not in (0, None):

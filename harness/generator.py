@@ -49,6 +49,18 @@ class TrainResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Shipment:
+    """What ``bench train --ship`` copies out of a training folder (file names in it) and where the generator's
+    shipped checkpoints live: ``checkpoint`` becomes ``<checkpoint_dir>/<dataset>.pt``, ``manifest``
+    ``<dataset>.manifest.json``, and the ``curves`` that exist go to ``results/training/<plugin>/<dataset>/``."""
+
+    checkpoint_dir: Path
+    checkpoint: str = "last.pt"  # the resumable file: weights with optimiser state, so a later run continues it
+    manifest: str = "manifest.json"
+    curves: tuple[str, ...] = ()
+
+
 class Generator(ABC):
     """A generative model of crystals. Subclasses set ``name`` and ``version`` and implement the three methods.
 
@@ -67,7 +79,12 @@ class Generator(ABC):
 
     @abstractmethod
     def train(self, dataset: Split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResult:
-        """Train on ``dataset`` (the training split the harness resolved) and write a checkpoint under ``out_dir``."""
+        """Train on ``dataset`` (the training split the harness resolved) and write a checkpoint under ``out_dir``.
+
+        ``bench train`` passes ``preset``, ``max_epochs``, ``max_minutes``, ``device``, ``batch_size``, ``resume``
+        (continue from ``out_dir``'s own checkpoint), ``checkpoint_minutes`` (None: the generator's own) and
+        ``on_checkpoint``: a callable of no arguments to call after each periodic checkpoint (``--ship`` ships it).
+        """
 
     @abstractmethod
     def load(self, checkpoint: Path | None, device: str) -> None:
@@ -80,6 +97,10 @@ class Generator(ABC):
     # Optional hooks with safe defaults.
     def default_checkpoint(self) -> Path | None:
         """The checkpoint shipped for ``self.dataset``, if any."""
+        return None
+
+    def shipment(self) -> Shipment | None:
+        """What ``bench train --ship`` copies where; None: this generator ships no trained checkpoint."""
         return None
 
     def sampling_settings(self) -> dict[str, Any]:

@@ -54,8 +54,6 @@ def trained(tmp_path_factory):
         "batch_size": 4,
         "resume": False,
         "preset_overrides": TINY,
-        "export_dir": str(out / "ship"),
-        "curves_dir": str(out / "curves"),
     }
     result = gen.train(tiny_split(), config, out, seed=0)
     sampler = SyMatGenerator("perov5", steps_per_level=1)  # keeps sampling tests fast
@@ -105,24 +103,46 @@ def test_resume_continues_from_last(trained):
 
 
 def test_shipped_copy_resumes_in_a_fresh_directory(trained, tmp_path):
+    from harness.training import continue_from, ship
+
     _, _, out, config = trained
-    shipped = out / "ship" / "perov5.pt"
-    assert (out / "curves" / "losses.png").exists()
-    done = json.loads((out / "ship" / "perov5.manifest.json").read_text())["epochs"]
-    config = {**config, "resume": True, "resume_from": str(shipped), "export_dir": None}
+    shipment = SyMatGenerator("perov5").shipment()
+    assert shipment.checkpoint_dir == CHECKPOINT_DIR and shipment.checkpoint == "last.pt"
+    ship(shipment, out, "perov5", tmp_path / "ship", tmp_path / "curves")
+    shipped = tmp_path / "ship" / "perov5.pt"
+    assert (tmp_path / "curves" / "losses.png").exists()
+    done = json.loads((tmp_path / "ship" / "perov5.manifest.json").read_text())["epochs"]
+    config = {**config, "resume": True}
     # nothing left to train: the weights are the shipped ones (a fresh start with seed 5 would differ)
-    result = SyMatGenerator("perov5").train(
-        tiny_split(), {**config, "max_epochs": done}, tmp_path / "a", seed=5
-    )
-    ours = torch.load(result.checkpoint, weights_only=False)["state_dict"]
-    theirs = torch.load(shipped, weights_only=False)["state_dict"]
-    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
-    result = SyMatGenerator("perov5").train(
-        tiny_split(), {**config, "max_epochs": done + 1}, tmp_path / "b", seed=5
-    )
+    for run, epochs in (("a", done), ("b", done + 1)):
+        assert continue_from(shipment, tmp_path / run, shipped, "perov5", tmp_path / "ship", tmp_path / "curves")
+        result = SyMatGenerator("perov5").train(tiny_split(), {**config, "max_epochs": epochs}, tmp_path / run, seed=5)
+        if run == "a":
+            ours = torch.load(result.checkpoint, weights_only=False)["state_dict"]
+            theirs = torch.load(shipped, weights_only=False)["state_dict"]
+            assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     assert result.manifest["epochs"] == done + 1
     rows = (tmp_path / "b" / "losses.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, done + 2))  # earlier epochs' curve kept
+
+
+def test_a_signal_stops_training_before_the_next_batch_with_a_checkpoint(tmp_path):
+    """SIGTERM (or Ctrl-C) ends training as its time box does; here it comes from the first periodic save."""
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    saves = []
+
+    def on_checkpoint():
+        saves.append(json.loads((tmp_path / "manifest.json").read_text())["epochs"])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    config = {"preset": "cpu", "max_epochs": 50, "device": "cpu", "batch_size": 4, "preset_overrides": TINY,
+              "checkpoint_minutes": 0, "on_checkpoint": on_checkpoint}
+    result = SyMatGenerator("perov5").train(tiny_split(), config, tmp_path, seed=0)
+    assert saves == [1] and result.manifest["epochs"] == 1 and not result.manifest["complete"]
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_time_box_stops_cleanly(tmp_path):

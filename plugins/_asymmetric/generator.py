@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from harness.generator import Generator, TrainResult, resolve_device
+from harness.generator import Generator, Shipment, TrainResult, resolve_device
 
 
 class AsymmetricGenerator(Generator):
@@ -46,6 +46,10 @@ class AsymmetricGenerator(Generator):
         self.device = resolve_device(device)
         self.model, self.manifest = importlib.import_module(self.training_module).load_model_file(path, self.device)
         self.checkpoint_path = path
+
+    def shipment(self) -> Shipment:
+        """``last.pt`` (weights, optimiser and RNG states: it samples and resumes) and the curves."""
+        return Shipment(self.checkpoint_dir, curves=("loss.csv", "loss.png", "manifest.json"))
 
     def training_splits(self) -> list[str] | None:
         splits = self.manifest.get("splits")

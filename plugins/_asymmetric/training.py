@@ -9,11 +9,8 @@ epoch, one column per loss component) and ``loss.png``.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ import torch
 
 from harness.provenance import commit_label
 from harness.schemas import CHECKPOINT_MANIFEST_VERSION
+from harness.training import stop_on_signals
 from plugins._asymmetric.dataset import CODE_VERSION, PackedCrystals, convert_split, pack
 
 
@@ -138,37 +136,13 @@ def write_curves(out_dir: Path, history: list[dict], components: tuple[str, ...]
     plt.close(fig)
 
 
-@contextlib.contextmanager
-def stop_on_signals(log=print):
-    """Yields an event that SIGTERM or SIGINT (Ctrl-C) sets, so that training stops at the next batch with a
-    checkpoint, as at its time box, instead of losing the minutes since the last one; a second signal stops at once.
-    The previous handlers come back on exit; outside the main thread nothing is installed."""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
-
-    def handler(signum, frame):
-        if event.is_set():
-            raise KeyboardInterrupt
-        log(f"{signal.Signals(signum).name}: stopping after this batch with a checkpoint (send it again to stop at once)")
-        event.set()
-
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-    for signum in previous:
-        signal.signal(signum, handler)
-    try:
-        yield event
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
 def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: int, log=print):
     """Train on a harness ``Split``; returns ``harness.generator.TrainResult`` (checkpoint = ``model.pt``).
 
     ``config``: ``preset`` (default "cpu"), ``batch_size``, ``device``, ``max_epochs``, ``max_minutes`` (time box of
-    this call), ``resume`` (continue from ``out_dir/last.pt`` when it exists).
+    this call), ``resume`` (continue from ``out_dir/last.pt`` when it exists), ``checkpoint_minutes`` (default: the
+    preset's), ``on_checkpoint`` (called with no arguments after each periodic checkpoint). SIGTERM or SIGINT stops
+    it at the next batch with a checkpoint.
     """
     from harness.generator import TrainResult, resolve_device
     from harness.io import atomic_write, atomic_write_json
@@ -178,6 +152,7 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
     preset = kind.get_preset(config.get("preset") or "cpu", config.get("batch_size"))
     device = resolve_device(config.get("device"))
     max_seconds = 60.0 * config["max_minutes"] if config.get("max_minutes") else float("inf")
+    on_checkpoint = config.get("on_checkpoint") or (lambda: None)
 
     converted = convert_split(split)
     crystals = converted.valid()
@@ -194,6 +169,8 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
         model = build_model(kind, preset, kind.make_stats(packed), seed).to(device)
     max_epochs = config.get("max_epochs") or preset.optim.max_epochs
     optim = preset.optim
+    checkpoint_seconds = 60.0 * (optim.checkpoint_minutes if config.get("checkpoint_minutes") is None
+                                 else config["checkpoint_minutes"])
     optimizer = torch.optim.Adam(model.parameters(), lr=optim.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=optim.plateau_factor, patience=optim.plateau_patience, min_lr=optim.min_lr)
@@ -255,8 +232,9 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
                 for name in kind.components:
                     sums[name] += float(losses[name].detach())
                 batches += 1
-                if time.perf_counter() - last_save >= 60 * optim.checkpoint_minutes:
+                if time.perf_counter() - last_save >= checkpoint_seconds:
                     checkpoint()  # mid-epoch: a resume restarts this epoch with the updates so far kept
+                    on_checkpoint()
                     last_save = time.perf_counter()
                 if wall() - wall_before >= max_seconds or stop_requested.is_set():
                     stop = True  # the partial epoch is dropped from the history; its updates are kept

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.generator import Generator, TrainResult, resolve_device
+from harness.generator import Generator, Shipment, TrainResult, resolve_device
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
@@ -40,6 +40,10 @@ class SyMatGenerator(Generator):
     def default_checkpoint(self) -> Path | None:
         path = CHECKPOINT_DIR / f"{self.dataset}.pt"
         return path if path.exists() else None
+
+    def shipment(self) -> Shipment:
+        """The full ``last.pt`` (weights + optimizer: it samples and resumes) and the loss curves."""
+        return Shipment(CHECKPOINT_DIR, curves=("losses.csv", "losses.png"))
 
     def load(self, checkpoint: Path | None, device: str) -> None:
         from plugins.symat.training import load_model

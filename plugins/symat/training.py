@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from harness.generator import TrainResult
 from harness.io import atomic_write, atomic_write_json
 from harness.provenance import commit_label
 from harness.schemas import CHECKPOINT_MANIFEST_VERSION
+from harness.training import stop_on_signals
 from plugins.symat import presets
 from plugins.symat.data import collate, from_structure, lattice_stats
 from plugins.symat.model import LOSS_WEIGHTS, SyMat, estimate_sigma_hat
@@ -77,10 +77,10 @@ def _plot(csv_path: Path, png_path: Path, title: str) -> None:
 
 
 def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResult:
-    """Train on ``split``; config keys: preset, max_epochs, max_minutes, device, batch_size, resume; optional
-    preset_overrides (dict of preset keys), checkpoint_minutes, resume_from (a last.pt-style checkpoint used when
-    ``out_dir/last.pt`` is absent, e.g. a shipped one), export_dir / curves_dir (where every save copies
-    ``<dataset>.pt`` + ``<dataset>.manifest.json`` and ``losses.csv`` + ``losses.png``)."""
+    """Train on ``split``; config keys: preset, max_epochs, max_minutes, device, batch_size, resume (continue from
+    ``out_dir/last.pt``); optional preset_overrides (dict of preset keys), checkpoint_minutes (default 5) and
+    on_checkpoint (called with no arguments after each periodic save). SIGTERM or SIGINT stops it before the next
+    batch; the unfinished epoch is not counted and a resume repeats it."""
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,22 +92,19 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
     cfg = presets.resolve(config.get("preset") or "cpu", overrides)
     device = config.get("device") or "cpu"
     max_minutes = config.get("max_minutes")
-    every = 60.0 * float(config.get("checkpoint_minutes") or 5.0)
+    every = 60.0 * float(5.0 if config.get("checkpoint_minutes") is None else config["checkpoint_minutes"])
+    on_checkpoint = config.get("on_checkpoint") or (lambda: None)
     last_path, csv_path = out_dir / "last.pt", out_dir / "losses.csv"
 
     crystals = [from_structure(s) for s in split.structures]
     max_atoms = max(len(c.numbers) for c in crystals)
     state = None
-    resume_from = last_path if last_path.exists() else Path(config.get("resume_from") or last_path)
-    if config.get("resume") and resume_from.exists():
-        state = torch.load(resume_from, map_location="cpu", weights_only=False)
+    if config.get("resume") and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
         if "optimizer" not in state:
-            raise ValueError(f"{resume_from} holds weights only; resume needs a last.pt-style checkpoint")
+            raise ValueError(f"{last_path} holds weights only; resume needs a last.pt-style checkpoint")
         cfg = {**state["train_cfg"], "max_epochs": cfg["max_epochs"]}
-        model, _ = load_model(resume_from)
-        curves_csv = Path(config.get("curves_dir") or out_dir) / "losses.csv"
-        if not csv_path.exists() and curves_csv.exists():
-            shutil.copyfile(curves_csv, csv_path)  # resuming elsewhere: keep the earlier epochs' curve
+        model, _ = load_model(last_path)
     else:
         mean, std = lattice_stats(crystals)
         model = build_model(cfg, max_atoms, mean, std, seed)
@@ -160,57 +157,48 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
                 out_dir / "losses.png",
                 f"SyMat {split.dataset} ({split.name}, preset {cfg['preset']})",
             )
-        if config.get("export_dir"):
-            export = Path(config["export_dir"])
-            export.mkdir(parents=True, exist_ok=True)
-            # the shipped file is the full last.pt (weights + optimizer), so a later session can resume from it
-            atomic_write(export / f"{split.dataset}.pt", lambda p: shutil.copyfile(last_path, p))
-            atomic_write_json(export / f"{split.dataset}.manifest.json", manifest)
-        if config.get("curves_dir") and csv_path.exists():
-            curves = Path(config["curves_dir"])
-            curves.mkdir(parents=True, exist_ok=True)
-            for name in ("losses.csv", "losses.png"):
-                if (out_dir / name).exists():
-                    shutil.copyfile(out_dir / name, curves / name)
 
     last_save = time.monotonic()
-    out_of_time = False
-    while epoch < cfg["max_epochs"] and not out_of_time:
-        order = torch.randperm(
-            len(crystals), generator=torch.Generator().manual_seed(seed * 100_003 + epoch)
-        ).tolist()
-        gen = torch.Generator().manual_seed(seed * 7_919 + epoch)
-        sums = dict.fromkeys(COMPONENTS, 0.0)
-        steps = 0
-        for start in range(0, len(order), cfg["batch_size"]):
-            if max_minutes is not None and time.monotonic() - started > 60.0 * max_minutes:
-                out_of_time = True
-                break
-            batch = collate([crystals[i] for i in order[start : start + cfg["batch_size"]]]).to(device)
-            parts = model.losses(batch, gen)
-            opt.zero_grad(set_to_none=True)
-            parts["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-            opt.step()
-            for k in COMPONENTS:
-                sums[k] += float(parts[k].detach())
-            steps += 1
-        if out_of_time:
-            break  # a partial epoch is not counted; resume repeats it
-        epoch += 1
-        last_losses = {k: round(v / max(steps, 1), 6) for k, v in sums.items()}
-        _append_csv(
-            csv_path,
-            {
-                "epoch": epoch,
-                "wall_seconds": round(wall_before + time.monotonic() - started, 1),
-                **last_losses,
-            },
-        )
-        if time.monotonic() - last_save > every:
-            save()
-            last_save = time.monotonic()
-    save(final=epoch >= cfg["max_epochs"])
+    stop = False
+    with stop_on_signals() as stop_requested:
+        while epoch < cfg["max_epochs"] and not stop:
+            order = torch.randperm(
+                len(crystals), generator=torch.Generator().manual_seed(seed * 100_003 + epoch)
+            ).tolist()
+            gen = torch.Generator().manual_seed(seed * 7_919 + epoch)
+            sums = dict.fromkeys(COMPONENTS, 0.0)
+            steps = 0
+            for start in range(0, len(order), cfg["batch_size"]):
+                out_of_time = max_minutes is not None and time.monotonic() - started > 60.0 * max_minutes
+                if out_of_time or stop_requested.is_set():
+                    stop = True
+                    break
+                batch = collate([crystals[i] for i in order[start : start + cfg["batch_size"]]]).to(device)
+                parts = model.losses(batch, gen)
+                opt.zero_grad(set_to_none=True)
+                parts["total"].backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+                opt.step()
+                for k in COMPONENTS:
+                    sums[k] += float(parts[k].detach())
+                steps += 1
+            if stop:
+                break  # a partial epoch is not counted; resume repeats it
+            epoch += 1
+            last_losses = {k: round(v / max(steps, 1), 6) for k, v in sums.items()}
+            _append_csv(
+                csv_path,
+                {
+                    "epoch": epoch,
+                    "wall_seconds": round(wall_before + time.monotonic() - started, 1),
+                    **last_losses,
+                },
+            )
+            if time.monotonic() - last_save >= every:
+                save()
+                on_checkpoint()
+                last_save = time.monotonic()
+        save(final=epoch >= cfg["max_epochs"])
     manifest = json.loads((out_dir / "manifest.json").read_text())
     return TrainResult(checkpoint=out_dir / "model.pt", manifest=manifest)
 
