@@ -35,8 +35,8 @@ def relaxer_agreement(table: pd.DataFrame, other: pd.DataFrame, names: tuple[str
         for column in COMPARED_COLUMNS:
             rows[f"{column}_{name}"] = source.loc[common, column] if column in source else None
     scored = rows[f"e_hull_{a}"].notna() & rows[f"e_hull_{b}"].notna()
-    stable_a = rows[f"stable_{a}"].fillna(False).astype(bool)
-    stable_b = rows[f"stable_{b}"].fillna(False).astype(bool)
+    stable_a = rows[f"stable_{a}"].eq(True)  # None (not relaxed there) counts as not stable
+    stable_b = rows[f"stable_{b}"].eq(True)
     rows["scored_by_both"] = scored
     rows["agree"] = np.where(scored, stable_a == stable_b, None)
     both = rows[scored]
