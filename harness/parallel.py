@@ -140,8 +140,22 @@ class SerialExecutor:
         self.close()
 
 
+def _exit_with_parent(interval_s: float = 1.0) -> None:
+    """End this worker when the process that started it is gone (killed, say, by SIGKILL or an OOM killer): an
+    orphaned worker would otherwise go on relaxing or fingerprinting for nobody, holding a core and its memory."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_main(conn: Connection) -> None:
     """Worker loop: receive (fn, item), send back (value, error, seconds); ``None`` ends it."""
+    _exit_with_parent()
     while True:
         try:
             task = conn.recv()

@@ -63,3 +63,36 @@ def test_protocol_and_factory():
     assert ProcessExecutor().workers == (os.cpu_count() or 1)
     assert format_error(KeyError("x")) == "KeyError: 'x'"
     assert SerialExecutor().map(abs, []) == [] and ProcessExecutor(2).map(abs, []) == []
+
+
+def test_workers_end_when_the_pool_owner_is_killed(tmp_path):
+    """A pool whose owner dies (SIGKILL: no chance to close it) leaves no worker running on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import time\n"
+        "from harness.parallel import ProcessExecutor\n"
+        "if __name__ == '__main__':\n"
+        "    with ProcessExecutor(2, progress=False) as pool:\n"
+        "        pool.map(time.sleep, [60, 60], timeout_s=None)\n"
+    )
+    owner = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 60
+        workers = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            workers = [p for p in psutil.Process(owner.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, "the pool did not start its workers"
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, f"workers still running after their owner died: {[p.pid for p in alive]}"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
