@@ -7,7 +7,9 @@ set -euo pipefail
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python -m venv --system-site-packages "$work/venv"
-python -m pip wheel -q --no-deps --no-build-isolation -w "$work/wheel" .
+# Built from a copy of the tracked files, so the checkout gets no build/ or egg-info of its own.
+mkdir "$work/src" && git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work/src"
+python -m pip wheel -q --no-deps --no-build-isolation -w "$work/wheel" "$work/src"
 "$work/venv/bin/python" -m pip install -q --no-deps "$work"/wheel/xtalbench-*.whl
 echo "wheel: $(du -h "$work"/wheel/xtalbench-*.whl | cut -f1)"
 python benchmarks/split_head.py --dataset perov5 --split val --n 1000 --out "$work/perov5-val-first1000.csv.gz" >/dev/null

@@ -36,15 +36,15 @@ def _cpu_seconds() -> float:
 
 
 def _table(samples, results, hull):
-    """Per-sample stability rows (the protocol's ``_score`` and stable rule) of relaxation results."""
+    """Per-sample stability rows (the protocol's ``score_row`` and stable rule) of relaxation results."""
     import pandas as pd
 
     from harness.protocol import METASTABLE_EHULL, STABLE_EHULL
-    from harness.stability import _score
+    from harness.stability import score_row
 
     rows = {}
     for sample, result in zip(samples, results):
-        row = _score(sample, result, hull)
+        row = score_row(sample, result, hull)
         ok = row["stability_error"] is None and row["e_hull"] is not None
         row["stable"] = bool(ok and row["e_hull"] <= STABLE_EHULL)
         row["metastable"] = bool(ok and row["e_hull"] <= METASTABLE_EHULL)

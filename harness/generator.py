@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from harness.targets import import_target
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -28,10 +29,7 @@ class GeneratorSpec:
     distribution_version: str = ""
 
     def load_class(self) -> type[Generator]:
-        module_name, _, attr = self.target.partition(":")
-        cls = getattr(importlib.import_module(module_name), attr)
-        if not (isinstance(cls, type) and issubclass(cls, Generator)):
-            raise TypeError(f"generator {self.name!r}: {self.target} is not a harness.generator.Generator subclass")
+        cls = import_target(self.target, Generator, f"generator {self.name!r}")
         if cls.version != Generator.version and cls.version != self.version:
             # records print the registered version; a class that says otherwise would make them lie
             raise TypeError(

@@ -62,17 +62,7 @@ class Registry:
     plugin_manager: pluggy.PluginManager | None = None
 
     def add_generator(self, spec: GeneratorSpec, distribution: str = "", distribution_version: str = "") -> None:
-        if not isinstance(spec, GeneratorSpec):
-            raise RegistryError(f"register() takes a harness.generator.GeneratorSpec, got {type(spec).__name__}")
-        if spec.name in self.generators:
-            other = self.generators[spec.name]
-            raise RegistryError(
-                f"generator {spec.name!r} registered twice: by {other.distribution or other.target} "
-                f"and by {distribution or spec.target}"
-            )
-        self.generators[spec.name] = replace(
-            spec, distribution=spec.distribution or distribution, distribution_version=spec.distribution_version or distribution_version
-        )
+        _add_spec(self.generators, "generator", GeneratorSpec, spec, distribution, distribution_version)
 
     def add_dataset(self, card: DatasetCard) -> None:
         if not isinstance(card, DatasetCard):
@@ -82,32 +72,13 @@ class Registry:
         self.datasets[card.name] = card
 
     def add_relaxer(self, spec: RelaxerSpec, distribution: str = "", distribution_version: str = "") -> None:
-        if not isinstance(spec, RelaxerSpec):
-            raise RegistryError(f"register() takes a harness.relaxer.RelaxerSpec, got {type(spec).__name__}")
-        if spec.name in self.relaxers:
-            other = self.relaxers[spec.name]
-            raise RegistryError(
-                f"relaxer {spec.name!r} registered twice: by {other.distribution or other.target} "
-                f"and by {distribution or spec.target}"
-            )
-        self.relaxers[spec.name] = replace(
-            spec, distribution=spec.distribution or distribution,
-            distribution_version=spec.distribution_version or distribution_version,
-        )
+        _add_spec(self.relaxers, "relaxer", RelaxerSpec, spec, distribution, distribution_version)
 
     def relaxer(self, name: str) -> RelaxerSpec:
-        try:
-            return self.relaxers[name]
-        except KeyError:
-            known = ", ".join(sorted(self.relaxers)) or "none"
-            raise RegistryError(f"unknown relaxer {name!r}{did_you_mean(name, self.relaxers)} (installed: {known})") from None
+        return _installed(self.relaxers, "relaxer", name)
 
     def generator_spec(self, name: str) -> GeneratorSpec:
-        try:
-            return self.generators[name]
-        except KeyError:
-            known = ", ".join(sorted(self.generators)) or "none"
-            raise RegistryError(f"unknown plugin {name!r}{did_you_mean(name, self.generators)} (installed: {known})") from None
+        return _installed(self.generators, "plugin", name)
 
     def generator(self, name: str, dataset: str) -> Generator:
         """Import and instantiate generator ``name`` for ``dataset``."""
@@ -123,6 +94,29 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self.datasets))
             raise RegistryError(f"unknown dataset {name!r}{did_you_mean(name, self.datasets)} (known: {known})") from None
+
+
+def _add_spec(table: dict, kind: str, spec_type: type, spec, distribution: str, distribution_version: str) -> None:
+    """Add a generator or relaxer spec under its name, with the distribution that registered it; duplicates fail."""
+    if not isinstance(spec, spec_type):
+        raise RegistryError(f"register() takes a {spec_type.__module__}.{spec_type.__name__}, got {type(spec).__name__}")
+    if spec.name in table:
+        other = table[spec.name]
+        raise RegistryError(
+            f"{kind} {spec.name!r} registered twice: by {other.distribution or other.target} "
+            f"and by {distribution or spec.target}"
+        )
+    table[spec.name] = replace(spec, distribution=spec.distribution or distribution,
+                               distribution_version=spec.distribution_version or distribution_version)
+
+
+def _installed(table: dict, kind: str, name: str):
+    """The spec registered as ``name``, or a RegistryError listing the installed ones and the closest name."""
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table)) or "none"
+        raise RegistryError(f"unknown {kind} {name!r}{did_you_mean(name, table)} (installed: {known})") from None
 
 
 def _distribution_of(plugin_manager: pluggy.PluginManager, plugin: object) -> tuple[str, str]:

@@ -23,10 +23,10 @@ class RelaxAgainError(RuntimeError):
 
 
 def _hull_choice(info: dict[str, Any], record_path: Path) -> str:
-    from harness.stability.mp_reference import load_shipped_mp_hull
+    from harness.stability.mp_reference import MP_HULL_SHA256
 
     hull = info.get("hull") or {}
-    if hull.get("sha256") == load_shipped_mp_hull().sha256:
+    if hull.get("sha256") == MP_HULL_SHA256:
         return "mp"
     raise RelaxAgainError(f"{record_path}: scored on hull {hull.get('name')!r}, not the shipped Materials Project "
                           "hull; `bench rescore` it first")

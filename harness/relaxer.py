@@ -9,12 +9,13 @@ other are shown apart from protocol rows (docs/protocol.md, "Relaxers").
 from __future__ import annotations
 
 import hashlib
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.targets import import_target
 
 PROTOCOL_RELAXER = "chgnet"
 PREDICTION_TASKS = ("e", "efs")
@@ -34,11 +35,7 @@ class RelaxerSpec:
     distribution_version: str = ""
 
     def load_class(self) -> type[Relaxer]:
-        module_name, _, attr = self.target.partition(":")
-        cls = getattr(importlib.import_module(module_name), attr)
-        if not (isinstance(cls, type) and issubclass(cls, Relaxer)):
-            raise TypeError(f"relaxer {self.name!r}: {self.target} is not a harness.relaxer.Relaxer subclass")
-        return cls
+        return import_target(self.target, Relaxer, f"relaxer {self.name!r}")
 
 
 def error_text(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from harness.stability.relax import (
     relax_batched,
 )
 
-__all__ = ["HULL_SHA256_ENV", "evaluate", "relax_into", "select_subset"]
+__all__ = ["HULL_SHA256_ENV", "evaluate", "relax_into", "score_row", "select_subset"]
 
 # Pins the sha256 of a user-supplied MP hull file (the CLI's --hull-sha256 sets it).
 HULL_SHA256_ENV = "XTALBENCH_HULL_SHA256"
@@ -161,7 +161,7 @@ def _load_hull(
     return loaded
 
 
-def _score(sample: Sample, result: RelaxResult | None, hull) -> dict[str, Any]:
+def score_row(sample: Sample, result: RelaxResult | None, hull) -> dict[str, Any]:
     """One table row (before uniqueness/novelty) from a sample and its relaxation."""
     row: dict[str, Any] = {
         "relaxed_energy_per_atom": None,
@@ -257,7 +257,7 @@ def evaluate(
         )
     timings["reference_relax_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rows = {s.index: _score(s, results.get(s.index), hull) for s in subset}
+    rows = {s.index: score_row(s, results.get(s.index), hull) for s in subset}
     timings["hull_s"] = time.perf_counter() - t0
     # A sample is matched when its generated OR its relaxed structure matches: CHGNet may relax a DFT structure
     # (e.g. Perov-5's cubic cells) away from its reference geometry, which alone must not make it new.

@@ -130,12 +130,11 @@ def score_static(
     batch_size: int = 32,
     progress: bool = False,
     desc: str = "scoring",
-    relaxer: str = PROTOCOL_RELAXER,
 ) -> list[float | str]:
-    """Energy per atom of each structure as given (no relaxation; CHGNet unless told); the error text where it fails."""
+    """CHGNet energy per atom of each structure as given (no relaxation); the error text where it fails."""
     from tqdm.auto import tqdm
 
-    model = load_relaxer(relaxer, model_name)
+    model = load_relaxer(PROTOCOL_RELAXER, model_name)
     energies: list[float | str] = []
     with tqdm(total=len(structures), desc=desc, unit="struct", disable=not progress, mininterval=1) as bar:
         for start in range(0, len(structures), batch_size * 8):
