@@ -60,11 +60,11 @@ def test_sample_on_tiny_hull_stable_and_missing_element_counted_not_stable():
     li2o = Structure(Lattice.cubic(4.6), ["Li", "Li", "O"], [[0.25] * 3, [0.75] * 3, [0, 0, 0]])
     xe = Structure(Lattice.cubic(4.6), ["Li", "Xe"], [[0, 0, 0], [0.5] * 3])
     # -4.3 eV/atom total: formation energy -4.3 + 2.9 = -1.4 eV/atom, 0.6 above Li2O's -2.0.
-    above = stability._score(Sample(0, li2o), RelaxResult(-4.3, li2o, True, 5), hull)
+    above = stability.score_row(Sample(0, li2o), RelaxResult(-4.3, li2o, True, 5), hull)
     assert above["e_hull"] == pytest.approx(0.6) and above["stability_error"] is None
-    below = stability._score(Sample(1, li2o), RelaxResult(-5.0, li2o, True, 5), hull)
+    below = stability.score_row(Sample(1, li2o), RelaxResult(-5.0, li2o, True, 5), hull)
     assert below["e_hull"] == pytest.approx(-5.0 + 2.9 + 2.0) and below["e_hull"] < 0
-    missing = stability._score(Sample(2, xe), RelaxResult(-3.0, xe, True, 5), hull)
+    missing = stability.score_row(Sample(2, xe), RelaxResult(-3.0, xe, True, 5), hull)
     assert missing["e_hull"] is None
     assert "no reference for element(s) Xe" in missing["stability_error"]
     assert hull.missing_elements(xe.composition) == ["Xe"]
