@@ -4,7 +4,8 @@
 number, fractional coordinates, site symmetry (pyxtal's 15 axes x 13 operations one-hot), Wyckoff label and
 multiplicity. ``build_structure`` goes back from (possibly generated, hence imperfect) arrays: each site symmetry is
 projected to the nearest one a Wyckoff position of the group has (Frobenius norm), the coordinates are snapped to
-the closest point of such a position (pyxtal ``search_cloest_wp``), and the orbits are replicated.
+the closest point of such a position (pyxtal ``search_cloest_wp``), and the orbits are replicated (both from cached
+affine tables, ``orbits``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from plugins._asymmetric.lattice import k_to_matrix, matrix_to_k, project_k
+from plugins._asymmetric.orbits import orbit_tables, replicate, snap
 
 N_AXES, N_OPS = 15, 13
 DEFAULT_TOLERANCES = (0.01, 0.001, 0.1)  # tried in order; the one that worked is recorded
@@ -124,24 +126,15 @@ def project_site_symmetry(space_group: int, site_symmetry: np.ndarray) -> list[i
     return [int(i) for i in np.flatnonzero(dist <= dist.min() + 1e-9)]
 
 
-def snap_to_wyckoff(space_group: int, candidates: list[int], frac_coords: np.ndarray):
-    """The candidate Wyckoff position and the point of it closest to ``frac_coords`` (periodic distance)."""
-    dist, wp, snapped = _snapped_candidates(space_group, candidates, frac_coords)[0]
-    return wp, snapped
-
-
 def _snapped_candidates(space_group: int, candidates: list[int], frac_coords: np.ndarray) -> list[tuple]:
-    """(distance, Wyckoff position, snapped point) for every candidate, nearest first (stable for ties)."""
-    from pyxtal.symmetry import search_cloest_wp
-
-    tables = group_tables(space_group)
+    """(distance, Wyckoff position index, snapped point) for every candidate, nearest first (stable for ties)."""
+    tables = orbit_tables(space_group)
     pos = np.mod(np.asarray(frac_coords, dtype=float), 1.0)
     out = []
     for index in candidates:
-        wp = tables.wyckoffs[index]
-        snapped = np.mod(np.asarray(search_cloest_wp(tables.group, wp, wp.ops[0], pos), dtype=float), 1.0)
+        snapped = np.mod(snap(tables, index, pos), 1.0)
         delta = snapped - pos
-        out.append((float(np.linalg.norm(delta - np.rint(delta))), wp, snapped))
+        out.append((float(np.linalg.norm(delta - np.rint(delta))), index, snapped))
     return sorted(out, key=lambda item: item[0])
 
 
@@ -151,18 +144,6 @@ def _overlaps(orbit: np.ndarray, placed: list[np.ndarray], tol: float = 1e-4) ->
         return False
     delta = orbit[:, None, :] - np.asarray(placed)[None, :, :]
     return bool((np.linalg.norm(delta - np.rint(delta), axis=-1) < tol).any())
-
-
-def replicate_orbit(wp, position: np.ndarray) -> np.ndarray:
-    """All points of the orbit of ``position`` under the Wyckoff position's operations, duplicates merged."""
-    orbit = wp.get_all_positions(position)
-    if orbit is None:  # the snapped point is not exactly on ``wp``: apply the operations directly
-        orbit = np.mod(np.array([op.operate(position) for op in wp.ops]), 1.0)
-    unique: list[np.ndarray] = []
-    for point in np.mod(orbit, 1.0):
-        if all(np.linalg.norm((point - u) - np.rint(point - u)) > 1e-4 for u in unique):
-            unique.append(point)
-    return np.array(unique)
 
 
 def build_structure(space_group: int, k, atomic_numbers, frac_coords, site_symmetries, *,
@@ -183,16 +164,17 @@ def build_structure(space_group: int, k, atomic_numbers, frac_coords, site_symme
     matrix = k_to_matrix(project_k(np.asarray(k, dtype=float), space_group))
     if not np.all(np.isfinite(matrix)):
         raise RepresentationError("non-finite lattice")
+    tables = orbit_tables(space_group)
     species, coords = [], []
     for z, x, ss in zip(atomic_numbers, frac_coords, site_symmetries, strict=True):
         if not 1 <= int(z) <= 118:
             raise RepresentationError(f"atomic number {z} out of range")
         candidates = _snapped_candidates(space_group, project_site_symmetry(space_group, ss), x)
-        _, wp, snapped = candidates[0]
-        orbit = replicate_orbit(wp, snapped)
+        _, index, snapped = candidates[0]
+        orbit = replicate(tables, index, snapped)
         if avoid_occupied and _overlaps(orbit, coords):
-            for _, other_wp, other_point in candidates[1:]:
-                other_orbit = replicate_orbit(other_wp, other_point)
+            for _, other_index, other_point in candidates[1:]:
+                other_orbit = replicate(tables, other_index, other_point)
                 if not _overlaps(other_orbit, coords):
                     orbit = other_orbit
                     break
