@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from harness.io import atomic_write_text
 
-__all__ = ["LEDGER_NAME", "Invocation", "ledger_totals", "read_ledger"]
+__all__ = ["LEDGER_NAME", "Invocation", "TreeMemory", "ledger_totals", "read_ledger"]
 
 LEDGER_NAME = "invocations.jsonl"
 
@@ -34,6 +35,55 @@ def _max_rss_gb() -> float:
     scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return round(peak * scale / 1e9, 3)
+
+
+class TreeMemory:
+    """The peak of the summed resident memory of this process and all its descendants (worker pools included),
+    sampled every ``interval_s`` by a daemon thread: what the machine must hold at once, which ``ru_maxrss`` (one
+    process at a time) does not say."""
+
+    def __init__(self, interval_s: float = 1.0):
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> int:
+        import psutil
+
+        root = psutil.Process()
+        total = 0
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            processes = [root]
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:  # a worker that ended between the listing and the reading
+                continue
+        self.peak_bytes = max(self.peak_bytes, total)
+        return total
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def start(self) -> TreeMemory:
+        self.sample()
+        self._thread = threading.Thread(target=self._watch, name="xtalbench-tree-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+    @property
+    def peak_gb(self) -> float:
+        return round(self.peak_bytes / 1e9, 3)
 
 
 def read_ledger(run_dir: Path) -> list[dict[str, Any]]:
@@ -59,10 +109,12 @@ class Invocation:
         self.phases: dict[str, float] = {}
         self._wall0 = self._cpu0 = 0.0
         self._started = ""
+        self._memory = TreeMemory()
 
     def __enter__(self) -> Invocation:
         self._wall0, self._cpu0 = time.perf_counter(), _cpu_seconds()
         self._started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._memory.start()
         return self
 
     def add(self, phase: str, seconds: float) -> None:
@@ -76,6 +128,7 @@ class Invocation:
             "wall_s": round(time.perf_counter() - self._wall0, 3),
             "cpu_s": round(_cpu_seconds() - self._cpu0, 3),
             "max_rss_gb": _max_rss_gb(),
+            "peak_tree_rss_gb": max(self._memory.peak_gb, round(self._memory.sample() / 1e9, 3)),
             "phases_s": {k: round(v, 3) for k, v in self.phases.items()},
             "finished": finished,
         }
@@ -85,6 +138,7 @@ class Invocation:
         return ledger_totals([*read_ledger(self.run_dir), self.current(finished=True)])
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._memory.stop()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         lines = [*read_ledger(self.run_dir), self.current(finished=exc_type is None)]
         atomic_write_text(self.run_dir / LEDGER_NAME, "".join(json.dumps(line) + "\n" for line in lines))
@@ -101,6 +155,9 @@ def ledger_totals(lines: list[dict[str, Any]]) -> dict[str, Any]:
         "wall_s": round(sum(line["wall_s"] for line in lines), 3),
         "cpu_s": round(sum(line["cpu_s"] for line in lines), 3),
         "max_rss_gb": max((line["max_rss_gb"] for line in lines), default=None),
+        # invocations before 2026-12-06 did not sample it
+        "peak_tree_rss_gb": max((line["peak_tree_rss_gb"] for line in lines if line.get("peak_tree_rss_gb") is not None),
+                                default=None),
         "phases_s": {k: round(v, 3) for k, v in phases.items()},
     }
 

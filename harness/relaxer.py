@@ -79,8 +79,13 @@ class Relaxer(ABC):
     def weights_path(self) -> Path:
         """The weights file (its sha256 goes into every record)."""
 
-    def predict(self, structures: Sequence[Any], task: str, batch_size: int) -> list[dict | str]:
-        """Batched predictions; a structure whose input or prediction fails gets its error text instead."""
+    def predict(self, structures: Sequence[Any], task: str, batch_size: int,
+                max_atoms: int | None = None) -> list[dict | str]:
+        """Batched predictions; a structure whose input or prediction fails gets its error text instead.
+
+        A model call takes at most ``batch_size`` structures and, when ``max_atoms`` is given, at most that many
+        atoms (but always one structure): the call's memory grows with its atoms, so this bounds it.
+        """
         import numpy as np
 
         if task not in PREDICTION_TASKS:
@@ -93,8 +98,8 @@ class Relaxer(ABC):
                 where.append(i)
             except Exception as exc:
                 out[i] = error_text(exc)
-        for start in range(0, len(prepared), batch_size):
-            chunk, idx = prepared[start : start + batch_size], where[start : start + batch_size]
+        for start, stop in _spans([len(structures[i]) for i in where], batch_size, max_atoms):
+            chunk, idx = prepared[start:stop], where[start:stop]
             try:
                 preds: list[dict | str] = list(self.compute(chunk, task))
             except Exception:
@@ -140,3 +145,18 @@ class Relaxer(ABC):
             "energy_scale": self.energy_scale,
             "protocol": self.spec.name == PROTOCOL_RELAXER,
         }
+
+
+def _spans(sizes: Sequence[int], batch_size: int, max_atoms: int | None) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` runs over items of ``sizes`` atoms: at most ``batch_size`` items and, where
+    given, ``max_atoms`` atoms each; an item larger than ``max_atoms`` is a run of its own."""
+    spans: list[tuple[int, int]] = []
+    start, atoms = 0, 0
+    for k, size in enumerate(sizes):
+        if k > start and (k - start >= batch_size or (max_atoms is not None and atoms + size > max_atoms)):
+            spans.append((start, k))
+            start, atoms = k, 0
+        atoms += size
+    if start < len(sizes):
+        spans.append((start, len(sizes)))
+    return spans

@@ -23,6 +23,7 @@ from harness.stability.chgnet import load_model
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "MODEL_CALL_MAX_ATOMS",
     "RelaxResult",
     "RelaxSettings",
     "load_model",
@@ -80,6 +81,13 @@ class RelaxSettings:
 
 
 DEFAULT_SETTINGS = RelaxSettings()
+
+# The most atoms one model call holds (besides ``RelaxSettings.batch_size`` structures): a call's memory grows with
+# its atoms (CHGNet's graphs and their gradients: ~1.1 GB above the process for 32 MP-20 samples of ~13 atoms), so
+# this bounds a relaxation worker's memory whatever the structures. Which structures share a call changes forces only
+# by float32 summation order (as the worker count already does), so it is an execution setting: recorded beside the
+# relaxation settings, not hashed with them. Measured: benchmarks/relax_memory.py.
+MODEL_CALL_MAX_ATOMS = 128
 
 # A structure whose cell leaves this range (Å^3 per atom) is stopped and recorded as failed: a collapsing cell gives
 # CHGNet a graph with thousands of neighbours per atom (one such element candidate took 22 GB and the process).
@@ -236,11 +244,13 @@ def relax_batched(
     relax_cell: bool | Sequence[bool] = True,
     progress: bool = False,
     desc: str = "relaxing",
+    max_atoms: int | None = MODEL_CALL_MAX_ATOMS,
 ) -> list[RelaxResult]:
     """Relax ``structures`` with one FIRE per structure and batched relaxer calls; never raises for one structure.
 
     Up to ``settings.batch_size`` structures are active at once; a finished one (converged, step cap reached, or
-    failed) is handed to ``on_result(key, result)`` at once and replaced by the next waiting structure.
+    failed) is handed to ``on_result(key, result)`` at once and replaced by the next waiting structure. A model call
+    holds at most ``max_atoms`` atoms of them (None: no bound), which bounds the memory.
     """
     from tqdm.auto import tqdm
 
@@ -275,7 +285,7 @@ def relax_batched(
             if not active:
                 continue
             order = list(active)
-            preds = model.predict([active[i].structure() for i in order], task, settings.batch_size)
+            preds = model.predict([active[i].structure() for i in order], task, settings.batch_size, max_atoms)
             for i, pred in zip(order, preds):
                 job = active[i]
                 if isinstance(pred, str):
