@@ -43,10 +43,10 @@ def main(argv=None) -> int:
     )
     from harness.parallel import ProcessExecutor
     from harness.records import load_record
-    from harness.samples import read_run_samples
+    from harness.samples import record_samples
 
     record = load_record(args.record / "record.json")
-    samples = read_run_samples(args.record / record["files"]["samples"], record["n_samples"])
+    samples = record_samples(args.record, record)
     structures = [s.structure for s in samples if s.structure is not None][: args.n]
 
     load_before = load_average()

@@ -56,7 +56,7 @@ def failure_counts(run_dir: Path, record: dict, elements: set[int] | None) -> di
     """The failure modes issue 22 names, counted over the run's samples."""
     import pandas as pd
 
-    from harness.samples import read_run_samples
+    from harness.samples import record_samples
 
     table = pd.read_parquet(run_dir / record["files"]["per_sample"])
     reason = table["validity_reason"].fillna("")
@@ -68,7 +68,7 @@ def failure_counts(run_dir: Path, record: dict, elements: set[int] | None) -> di
         "not_charge_balanced": int(reason.str.contains("not charge balanced").sum()),
     }
     if elements is not None:
-        samples = read_run_samples(run_dir / record["files"]["samples"], record["n_samples"])
+        samples = record_samples(run_dir, record)
         counts["with_elements_outside_training"] = sum(
             1 for s in samples if s.structure is not None and any(site.specie.Z not in elements for site in s.structure)
         )

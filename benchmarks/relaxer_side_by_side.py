@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record
     from harness.relaxer import PROTOCOL_RELAXER
-    from harness.samples import read_run_samples
+    from harness.samples import record_samples
     from harness.stability.agreement import relaxer_agreement
     from harness.stability.mp_reference import load_shipped_mp_hull
     from harness.stability.relax import RelaxSettings, load_relaxer, relax_batched
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     relaxed = stored[stored["stable"].notna() & stored["constructed"].astype(bool)]
     rng = np.random.default_rng(args.seed)
     picked = sorted(int(i) for i in rng.choice(relaxed.index.to_numpy(), size=min(args.n, len(relaxed)), replace=False))
-    every = read_run_samples(run_dir / record["files"]["samples"], record["n_samples"])
+    every = record_samples(run_dir, record)
     samples = [every[i] for i in picked]
     hull = load_shipped_mp_hull()
 

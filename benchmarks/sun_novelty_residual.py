@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     from harness.datasets import load_split
     from harness.io import atomic_write_json
     from harness.records import load_record
-    from harness.samples import read_run_samples
+    from harness.samples import record_samples
 
     start = time.perf_counter()
     from harness.datasets import get_card
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     for run_dir in args.records:
         record = load_record(run_dir / "record.json")
         table = pd.read_parquet(run_dir / record["files"]["per_sample"])
-        samples = read_run_samples(run_dir / record["files"]["samples"], record["n_samples"])
+        samples = record_samples(run_dir, record, data_dir=args.data_dir)
         stable = table.index[table["stable"].astype("boolean").fillna(False).astype(bool)].tolist()
         structures = [samples[i].structure for i in stable]
         in_train = _matches(structures, recovered)

@@ -125,6 +125,15 @@ def read_cif_csv(path: Path, column: str = "cif") -> tuple[list[str], list[str]]
     return frame[column].tolist(), ids
 
 
+def split_head_csv(path: Path, n: int) -> bytes:
+    """The first ``n`` rows of a split file as CSV bytes (``material_id``, ``cif``; ``\\n`` line ends): the rows of a
+    sample file such as the ``data-<dataset>-val-first1000`` external sets, byte for byte."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, usecols=["material_id", "cif"]).head(n)
+    return frame.to_csv(index=False, lineterminator="\n").encode()
+
+
 def parse_cif(text: str):
     """Parse one CIF into a pymatgen Structure (warnings silenced); raises on failure."""
     from pymatgen.core import Structure
@@ -219,5 +228,6 @@ __all__ = [
     "load_split_file",
     "parse_cif",
     "read_cif_csv",
+    "split_head_csv",
     "split_status",
 ]

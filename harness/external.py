@@ -1,8 +1,9 @@
 """Manifests of sample sets published by other models (package data ``harness/data/external/<name>.json``), matched to
-files by hash."""
+files by hash, and the posted files themselves, read back for a record that names one instead of keeping a copy."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -10,8 +11,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness import paths
+from harness.evaluation_types import Sample
 from harness.io import sha256_file
 from harness.protocol import TIERS
+from harness.samples import SampleFileError
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "data" / "external"  # package data: present in a wheel too
 MANIFEST_VERSION = 1
@@ -20,6 +24,10 @@ STATUSES = ("raw", "filtered", "relaxed", "reconstruction", "dataset")  # datase
 
 class ManifestError(ValueError):
     """A manifest file is unreadable or does not match the manifest schema."""
+
+
+class PostedFileError(SampleFileError):
+    """An external set's posted file is missing or is not the file its manifest pins; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class ExternalManifest:
     source: str
     status: str
     caveats: tuple[str, ...]
+    split: str | None = None  # status "dataset": the split the file is read from (no copy of it is kept)
 
     @property
     def plugin_dir(self) -> str:
@@ -51,12 +60,18 @@ class ExternalManifest:
     def as_json(self) -> dict[str, Any]:
         """The manifest as plain JSON types (``dataclasses.asdict`` would keep ``caveats`` a tuple, which the
         record schema's ``array`` refuses)."""
-        return {"schema_version": MANIFEST_VERSION, **asdict(self), "caveats": list(self.caveats)}
+        data = {"schema_version": MANIFEST_VERSION, **asdict(self), "caveats": list(self.caveats)}
+        return data if self.split is not None else {k: v for k, v in data.items() if k != "split"}
 
     def record_fields(self) -> dict[str, Any]:
         """The ``external`` object of a run record (record.schema.json)."""
         return {"model": self.model, "paper": self.paper, "source": self.source, "status": self.status,
                 "caveats": list(self.caveats)}
+
+    def posted_samples(self) -> dict[str, str]:
+        """The ``files.posted_samples`` of a record of this set: the posted file by name and sha256, read back through
+        this manifest (:func:`read_posted_samples`) instead of a samples copy beside the record."""
+        return {"manifest": self.name, "file": self.file, "sha256": self.sha256}
 
 
 @cache
@@ -108,3 +123,71 @@ def find_manifest(sample_file: str | Path, manifest_dir: str | Path | None = Non
         if manifest.sha256 == digest:
             return manifest
     return None
+
+
+def get_manifest(name: str, manifest_dir: str | Path | None = None) -> ExternalManifest:
+    """The manifest named ``name``; ManifestError when there is none."""
+    for manifest in load_manifests(manifest_dir):
+        if manifest.name == name:
+            return manifest
+    raise ManifestError(f"no external-set manifest named {name!r} in {manifest_dir or MANIFEST_DIR}")
+
+
+def read_posted_samples(posted: dict[str, str], *, external_dir: str | Path | None = None,
+                        data_dir: str | Path | None = None) -> list[Sample]:
+    """The samples of the posted file a record names (``files.posted_samples``), in row order as ``bench evaluate``
+    read them: a model's file from the external-samples folder (``paths.external_dir``), a dataset set's rows from
+    the data directory's split file; either is verified against the manifest's sha256 first."""
+    import tempfile
+
+    from harness.sample_formats import read_sample_file
+
+    try:
+        manifest = get_manifest(posted["manifest"])
+    except ManifestError as exc:
+        raise PostedFileError(f"{exc}: this xtalbench cannot read the record's posted samples {posted['file']}") from exc
+    if (manifest.file, manifest.sha256) != (posted["file"], posted["sha256"]):
+        raise PostedFileError(
+            f"the record names posted file {posted['file']} (sha256 {posted['sha256'][:16]}...), but manifest "
+            f"{manifest.name} now pins {manifest.file} ({manifest.sha256[:16]}...): evaluate the set again")
+    with tempfile.TemporaryDirectory(prefix="xtalbench-posted-") as tmp:
+        if manifest.status == "dataset":
+            path = _dataset_file(manifest, data_dir, Path(tmp))
+        else:
+            path = _model_file(manifest, paths.external_dir(external_dir, data_dir))
+        return read_sample_file(path).samples
+
+
+def _model_file(manifest: ExternalManifest, folder: Path) -> Path:
+    path = folder / manifest.file
+    fix = (f"download it from {manifest.source} into {folder}, or set ${paths.EXTERNAL_ENV} to the folder that "
+           "holds it")
+    if not path.is_file():
+        raise PostedFileError(f"{path}: missing: the posted samples of external set {manifest.name!r} (sha256 "
+                              f"{manifest.sha256[:16]}...); {fix}")
+    digest = sha256_file(path)
+    if digest != manifest.sha256:
+        raise PostedFileError(f"{path}: sha256 {digest[:16]}... is not manifest {manifest.name}'s "
+                              f"{manifest.sha256[:16]}...: not the posted file; {fix}")
+    return path
+
+
+def _dataset_file(manifest: ExternalManifest, data_dir: str | Path | None, tmp: Path) -> Path:
+    """The split file itself when it is the pinned file, else its first ``n_rows`` rows written to ``tmp`` under the
+    manifest's file name (as ``benchmarks/split_head.py`` writes them), when those are."""
+    from harness.datasets import ensure_split_file, get_card, split_head_csv
+    from harness.io import gzip_bytes
+
+    root = paths.data_dir(data_dir)
+    source = ensure_split_file(get_card(manifest.dataset), manifest.split, root)
+    if sha256_file(source) == manifest.sha256:
+        return source
+    head = gzip_bytes(split_head_csv(source, manifest.n_rows))
+    if hashlib.sha256(head).hexdigest() != manifest.sha256:
+        raise PostedFileError(
+            f"{source}: neither the file nor its first {manifest.n_rows:,} rows have manifest {manifest.name}'s sha256 "
+            f"{manifest.sha256[:16]}...: not the {manifest.dataset} {manifest.split} split the set was evaluated on; "
+            f"put the original {source.name} in {source.parent}")
+    path = tmp / manifest.file
+    path.write_bytes(head)
+    return path

@@ -37,15 +37,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
-def atomic_write_gzip(path: str | os.PathLike, data: bytes) -> Path:
-    """Gzip ``data`` into ``path`` with mtime 0 and no name in the header, so the same data gives the same bytes."""
+def gzip_bytes(data: bytes) -> bytes:
+    """``data`` gzipped with mtime 0 and no name in the header, so the same data gives the same bytes."""
     import gzip
+    import io
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as handle:
-            handle.write(data)
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as handle:
+        handle.write(data)
+    return buffer.getvalue()
 
-    return atomic_write(path, write)
+
+def atomic_write_gzip(path: str | os.PathLike, data: bytes) -> Path:
+    """Gzip ``data`` into ``path`` as :func:`gzip_bytes` does."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(gzip_bytes(data)))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 DATA_ENV = "XTALBENCH_DATA"
 CACHE_ENV = "XTALBENCH_CACHE"
 REFERENCE_ENV = "XTALBENCH_REFERENCE"
+EXTERNAL_ENV = "XTALBENCH_EXTERNAL"
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -34,6 +35,16 @@ def reference_dir(explicit: str | os.PathLike | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("xtalbench")) / "reference" / "mp"
+
+
+def external_dir(explicit: str | os.PathLike | None = None, data: str | os.PathLike | None = None) -> Path:
+    """Other models' posted sample files (``harness/data/external/`` manifests pin them by sha256): the argument,
+    $XTALBENCH_EXTERNAL, else ``external-samples`` beside the data directory (``data``, else ``data_dir()``)."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if os.environ.get(EXTERNAL_ENV):
+        return Path(os.environ[EXTERNAL_ENV]).expanduser().resolve()
+    return data_dir(data).parent / "external-samples"
 
 
 def cache_dir(sub: str = "") -> Path:

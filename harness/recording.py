@@ -22,8 +22,8 @@ from harness.relaxer import PROTOCOL_RELAXER
 from harness.sample_formats import unlocated
 from harness.samples import structures_to_extxyz
 
-__all__ = ["Origin", "build_record", "reason_counts", "record_run", "relaxer_flag", "relaxer_suffix", "run_timings",
-           "stage_seconds"]
+__all__ = ["Origin", "build_record", "posted_samples", "reason_counts", "record_run", "relaxer_flag", "relaxer_suffix",
+           "run_timings", "stage_seconds"]
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,19 @@ def relaxer_flag(relaxer: str) -> str:
 
 def record_run(samples: Sequence[Sample], run_dir: Path, request: EvaluationRequest, card: DatasetCard,
                origin: Origin, invocation: Invocation | None = None) -> Path:
-    """Write ``samples`` into ``run_dir``, evaluate them against ``card`` and write the per-sample table and the
-    record; returns the record's path."""
+    """Write ``samples`` into ``run_dir`` (unless they are an external set's posted file, which the record names
+    instead), evaluate them against ``card`` and write the per-sample table and the record; returns the record's
+    path."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    extxyz = structures_to_extxyz(samples)
-    atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
+    posted = posted_samples(origin)
+    if posted is not None:
+        files = {"samples": None, "per_sample": PER_SAMPLE_NAME, "posted_samples": posted}
+        samples_sha256 = origin.samples_sha256
+    else:
+        extxyz = structures_to_extxyz(samples)
+        atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
+        files = {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME}
+        samples_sha256 = origin.samples_sha256 or sha256_text(extxyz)
     t0 = time.perf_counter()
     try:
         result = evaluate(samples, request, card, work_dir=run_dir)
@@ -73,13 +81,31 @@ def record_run(samples: Sequence[Sample], run_dir: Path, request: EvaluationRequ
             invocation.add("evaluation", time.perf_counter() - t0)
     atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: result.table.to_parquet(p))
     record = build_record(samples, request, result, origin, run_id=origin.run_id or run_dir.name,
-                          samples_sha256=origin.samples_sha256 or sha256_text(extxyz), invocation=invocation)
+                          samples_sha256=samples_sha256, invocation=invocation, files=files)
     return write_record(run_dir, record)
 
 
+def posted_samples(origin: Origin) -> dict[str, str] | None:
+    """The posted file a record of an external set names instead of a samples copy (``files.posted_samples``): its
+    package manifest's, when the samples read were that very file (same sha256); else None and the samples are
+    written beside the record."""
+    from harness.external import ManifestError, get_manifest
+
+    name = (origin.external or {}).get("manifest")
+    if not name:
+        return None
+    try:
+        manifest = get_manifest(name)
+    except ManifestError:  # a manifest from outside the package: a later reader could not find the file
+        return None
+    return manifest.posted_samples() if manifest.sha256 == origin.samples_sha256 else None
+
+
 def build_record(samples: Sequence[Sample], request: EvaluationRequest, result: Evaluation, origin: Origin, *,
-                 run_id: str, samples_sha256: str, invocation: Invocation | None = None) -> dict[str, Any]:
-    """The record of ``samples`` from ``origin`` and their evaluation ``result`` (docs/protocol.md, Records)."""
+                 run_id: str, samples_sha256: str, invocation: Invocation | None = None,
+                 files: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record of ``samples`` from ``origin`` and their evaluation ``result`` (docs/protocol.md, Records);
+    ``files`` defaults to the samples and per-sample table beside it."""
     metrics = {**result.metrics, **cost_metrics(origin.generation_s, len(samples), result.metrics)}
     novelty = result.novelty
     return {
@@ -107,7 +133,7 @@ def build_record(samples: Sequence[Sample], request: EvaluationRequest, result: 
         "metrics": metrics,
         "details": {**result.details, "n_constructed": int(sum(s.structure is not None for s in samples)),
                     "construction_failures": reason_counts(samples)},
-        "files": {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME},
+        "files": files or {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

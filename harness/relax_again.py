@@ -45,7 +45,7 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
     from harness.recording import relaxer_suffix
     from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, write_record
     from harness.registry import get_registry
-    from harness.samples import read_run_samples
+    from harness.samples import SampleFileError, record_samples
 
     run_dir = Path(run_dir)
     record_path = run_dir / RECORD_NAME
@@ -64,8 +64,10 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
     if (out_dir / RECORD_NAME).exists():
         return out_dir / RECORD_NAME
 
-    samples_file = run_dir / record["files"]["samples"]
-    samples = read_run_samples(samples_file, record["n_samples"])
+    try:
+        samples = record_samples(run_dir, record, data_dir=data_dir)
+    except SampleFileError as exc:
+        raise RelaxAgainError(f"{record_path}: cannot read its samples: {exc}") from exc
     train = load_split(record["dataset"], record["splits"]["novelty"], data_dir)
     if train.sha256 != record["data"].get("novelty_sha256"):
         raise RelaxAgainError(f"{record_path}: novelty split {train.name} differs from the record's (sha256)")
@@ -86,7 +88,8 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
     table = table.drop(columns=[c for c in (*stability.TABLE_COLUMNS, "e_hull_dataset") if c in table.columns])
     table = table.join(result.table, how="left")
     atomic_write(out_dir / PER_SAMPLE_NAME, lambda p: table.to_parquet(p))
-    shutil.copyfile(samples_file, out_dir / samples_file.name)
+    if record["files"].get("samples"):  # an external set's sibling names the same posted file instead
+        shutil.copyfile(run_dir / record["files"]["samples"], out_dir / record["files"]["samples"])
 
     sibling = copy.deepcopy(record)
     metrics = {**record["metrics"], **result.metrics}

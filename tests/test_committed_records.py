@@ -1,15 +1,31 @@
-"""Every committed run record validates against the schema and names files that exist beside it."""
+"""Every committed run record validates against the schema and names files that exist beside it, or, for an external
+set, the posted file its manifest pins; what results/ tracks in git is what a clone needs, and no more (issue 25)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from harness.records import iter_record_paths, load_record
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
 RECORDS = list(iter_record_paths(RESULTS))
+TRACKED_RESULTS_LIMIT = 30_000_000  # bytes under results/ in git (issue 25)
+PLOT_LINK = re.compile(r"\]\(([^)\s]+\.png)\)|src=\"([^\"]+\.png)\"")
+
+
+def tracked(under: str = "results") -> set[str]:
+    """Paths git tracks under ``under`` (relative to the checkout); the test is skipped outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--", under], cwd=ROOT, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return {p for p in out.stdout.decode().split("\0") if p}
 
 
 def test_there_are_committed_records():
@@ -18,11 +34,56 @@ def test_there_are_committed_records():
 
 @pytest.mark.parametrize("path", RECORDS, ids=lambda p: str(p.relative_to(RESULTS)))
 def test_committed_record_is_valid_and_complete(path):
+    from harness.external import get_manifest
+
     record = load_record(path)
     assert path.parent.parent.parent.name == record["dataset"]
-    for name in record["files"].values():
+    files = dict(record["files"])
+    posted = files.pop("posted_samples", None)
+    for name in files.values():
         if name:
             assert (path.parent / name).exists(), f"{path}: names {name}, which is missing"
+    if record["kind"] == "external" and record["external"].get("manifest"):  # the posted file, never a copy
+        manifest = get_manifest(record["external"]["manifest"])
+        assert files["samples"] is None and posted == manifest.posted_samples(), path
+        assert posted["sha256"] == record["data"]["samples_sha256"], path
+    else:
+        assert files["samples"] and posted is None, path
+
+
+def test_files_a_committed_record_names_are_tracked_and_an_external_sets_samples_are_not():
+    """A clone holds every file a tracked record names beside it; an external set's posted file (a dataset split,
+    for the data-* sets) is read through its manifest and never committed."""
+    files = tracked()
+    for record_path in sorted(p for p in files if p.endswith("/record.json")):
+        record = load_record(ROOT / record_path)
+        folder = record_path.rsplit("/", 1)[0]
+        for key, name in record["files"].items():
+            if key != "posted_samples" and name:
+                assert f"{folder}/{name}" in files, f"{record_path} names {name}, which git does not track"
+        if record["files"].get("posted_samples"):
+            assert not [p for p in files if p.startswith(f"{folder}/samples.")], f"{folder}: a copy of posted samples"
+
+
+def test_tracked_plots_are_the_ones_committed_markdown_links():
+    """Plots are regenerable (bench report, bench train): git tracks a PNG under results/ only where a tracked
+    markdown file (a report, the README, a leaderboard) shows it, and every PNG such a file shows is tracked."""
+    files = tracked(".")
+    plots = {p for p in files if p.startswith("results/") and p.endswith(".png")}
+    linked = set()
+    for markdown in (p for p in files if p.endswith(".md")):
+        text = (ROOT / markdown).read_text(encoding="utf-8", errors="replace")
+        for match in PLOT_LINK.finditer(text):
+            target = match.group(1) or match.group(2)
+            if "://" not in target:
+                linked.add(os.path.normpath(os.path.join(os.path.dirname(markdown), target)))
+    assert not sorted(plots - linked), "tracked plots no markdown links (untrack them; .gitignore keeps them out)"
+    assert not sorted(p for p in linked if p.startswith("results/") and p not in files), "linked plots not tracked"
+
+
+def test_tracked_results_stay_small():
+    size = sum((ROOT / p).stat().st_size for p in tracked() if (ROOT / p).is_file())
+    assert size <= TRACKED_RESULTS_LIMIT, f"results/ tracks {size / 1e6:.1f} MB (limit {TRACKED_RESULTS_LIMIT / 1e6:.0f} MB)"
 
 
 def test_a_record_holding_a_local_path_is_refused():

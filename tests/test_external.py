@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from harness import external
 from harness.io import sha256_file
 from harness.records import validate
+from tests.conftest import tiny_structures, write_cif_csv
 
 try:
     from test_leaderboard_records import make_record
@@ -135,3 +137,80 @@ def test_as_json_round_trips_through_the_schema(tmp_path):
     assert isinstance(data["caveats"], list)
     external.validate_manifest(data)
     assert json.loads(json.dumps(data)) == manifest_dict()
+
+
+# ---- posted files read back for a record that names one instead of keeping a copy --------------------------------
+
+
+@pytest.fixture
+def toy_sets(tiny_dataset, tmp_path, monkeypatch):
+    """Manifests of a model's posted file (in ``external-samples`` beside the data dir), the tiny test split itself
+    and the first two rows of its val split, as the package's would be."""
+    from harness.datasets import split_head_csv
+    from harness.io import gzip_bytes
+
+    posted = tmp_path / "external-samples" / "toy_tiny.csv.gz"
+    write_cif_csv(posted, tiny_structures()[::-1])
+    head = gzip_bytes(split_head_csv(tiny_dataset / "val.csv.gz", 2))
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    write_manifest(folder, name="toy", dataset="tiny", file=posted.name, sha256=sha256_file(posted), n_rows=8)
+    write_manifest(folder, name="data-tiny-test", dataset="tiny", file="test.csv.gz", status="dataset", split="test",
+                   sha256=sha256_file(tiny_dataset / "test.csv.gz"), n_rows=8)
+    write_manifest(folder, name="data-tiny-val-first2", dataset="tiny", file="tiny-val-first2.csv.gz", n_rows=2,
+                   status="dataset", split="val", sha256=hashlib.sha256(head).hexdigest())
+    monkeypatch.setattr(external, "MANIFEST_DIR", folder)
+    return posted
+
+
+def formulas(samples):
+    return [s.structure.composition.reduced_formula for s in samples]
+
+
+def test_a_posted_file_is_read_back_in_row_order_through_its_manifest(toy_sets):
+    expected = [s.composition.reduced_formula for s in tiny_structures()]
+    posted = external.get_manifest("toy").posted_samples()
+    assert posted == {"manifest": "toy", "file": "toy_tiny.csv.gz", "sha256": sha256_file(toy_sets)}
+    assert formulas(external.read_posted_samples(posted)) == expected[::-1]
+    samples = external.read_posted_samples(external.get_manifest("data-tiny-test").posted_samples())
+    assert [s.index for s in samples] == list(range(8)) and formulas(samples) == expected  # the split file itself
+    head = external.read_posted_samples(external.get_manifest("data-tiny-val-first2").posted_samples())
+    assert formulas(head) == expected[:2]  # its first rows, rebuilt byte for byte and checked by hash
+
+
+def test_a_record_reads_its_posted_file_and_says_what_to_do_when_it_is_missing_or_differs(toy_sets, monkeypatch):
+    from harness.samples import record_samples
+
+    record = {"n_samples": 8, "files": {"samples": None, "per_sample": "per_sample.parquet",
+                                        "posted_samples": external.get_manifest("toy").posted_samples()}}
+    assert len(record_samples(toy_sets.parent, record)) == 8
+    with pytest.raises(external.PostedFileError, match="holds 8 samples, the record 9"):
+        record_samples(toy_sets.parent, {**record, "n_samples": 9})
+    moved = toy_sets.rename(toy_sets.with_name("elsewhere.csv.gz"))
+    with pytest.raises(external.PostedFileError, match=r"toy_tiny.csv.gz: missing: .* download it from owner/repo"):
+        record_samples(toy_sets.parent, record)
+    monkeypatch.setenv("XTALBENCH_EXTERNAL", str(toy_sets.parent / "mine"))
+    (toy_sets.parent / "mine").mkdir()
+    (toy_sets.parent / "mine" / "toy_tiny.csv.gz").write_bytes(moved.read_bytes() + b"\0")
+    with pytest.raises(external.PostedFileError, match=r"mine/toy_tiny.csv.gz: sha256 .* not the posted file"):
+        record_samples(toy_sets.parent, record)
+    (toy_sets.parent / "mine" / "toy_tiny.csv.gz").write_bytes(moved.read_bytes())
+    assert len(record_samples(toy_sets.parent, record)) == 8  # $XTALBENCH_EXTERNAL names the folder
+    stale = {**record["files"]["posted_samples"], "sha256": "b" * 64}
+    with pytest.raises(external.PostedFileError, match="evaluate the set again"):
+        external.read_posted_samples(stale)
+
+
+def test_a_dataset_set_whose_split_changed_is_refused(toy_sets, tiny_dataset):
+    write_cif_csv(tiny_dataset / "val.csv.gz", tiny_structures()[1:5])
+    with pytest.raises(external.PostedFileError, match="neither the file nor its first 2 rows"):
+        external.read_posted_samples(external.get_manifest("data-tiny-val-first2").posted_samples())
+
+
+def test_only_dataset_sets_name_a_split(tmp_path):
+    with pytest.raises(external.ManifestError, match="split"):
+        external.load_manifest(write_manifest(tmp_path, status="dataset"))
+    with pytest.raises(external.ManifestError):
+        external.load_manifest(write_manifest(tmp_path, split="test"))
+    manifest = external.load_manifest(write_manifest(tmp_path, status="dataset", split="test"))
+    assert manifest.split == "test" and manifest.as_json()["split"] == "test"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -63,3 +64,23 @@ def test_bench_evaluate_records_without_the_runner():
     code = "import sys, harness.evaluate_file; print('harness.runner' in sys.modules)"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "False"
+
+
+def test_an_external_sets_record_names_its_posted_file_instead_of_a_copy(tmp_path, monkeypatch):
+    """bench evaluate of a posted file (matched to a package manifest by sha256) keeps no samples copy; any other
+    file's samples are written beside the record."""
+    from harness import recording
+    from harness.external import get_manifest
+
+    manifest = get_manifest("diffcsp")
+    monkeypatch.setattr(recording, "evaluate", lambda samples, request, card, work_dir: _evaluation(False))
+    request = EvaluationRequest(dataset="tiny", stability=False)
+    for sha256, posted in ((manifest.sha256, True), ("c" * 64, False)):
+        external = {**manifest.record_fields(), "manifest": manifest.name}
+        origin = Origin(PLUGIN, "custom", external=external, samples_sha256=sha256, run_id="r")
+        run_dir = tmp_path / sha256[:4]
+        record = json.loads(recording.record_run(SAMPLES, run_dir, request, None, origin).read_text())
+        assert (run_dir / "samples.extxyz.gz").exists() != posted
+        assert record["files"]["samples"] == (None if posted else "samples.extxyz.gz")
+        assert record["files"].get("posted_samples") == (manifest.posted_samples() if posted else None)
+        assert record["data"]["samples_sha256"] == sha256

@@ -331,7 +331,8 @@ def test_report_compares_the_relaxers_of_the_same_samples(tmp_path):
 # ---- bench relax: a sibling record of the same samples ---------------------------------------------------------
 
 
-def test_relax_again_writes_a_sibling_of_the_same_samples_with_only_stability_new(tiny_dataset, tmp_path, capsys):
+def test_relax_again_writes_a_sibling_of_the_same_samples_with_only_stability_new(tiny_dataset, tmp_path, capsys,
+                                                                                  monkeypatch):
     from harness.cli.main import main
     from harness.evaluation import EvaluationRequest
     from harness.records import load_record
@@ -364,3 +365,39 @@ def test_relax_again_writes_a_sibling_of_the_same_samples_with_only_stability_ne
     assert main(["relax", str(source.parent), "--relaxer", "emt-test", "--no-progress"]) == 0
     assert main(["relax", str(sibling_path.parent), "--relaxer", "chgnet", "--no-progress"]) == 2
     assert "relaxed by emt-test; relax the protocol record instead" in capsys.readouterr().err
+
+    # The same samples as an external set's record, which names its posted file (no copy): bench relax reads the file
+    # back through the manifest, and the sibling names the same file.
+    import shutil
+
+    from harness import external
+    from harness.io import sha256_file
+    from harness.records import write_record
+    from harness.samples import read_run_samples
+    from tests.conftest import write_cif_csv
+
+    posted = tmp_path / "external-samples" / "toy_tiny.csv.gz"  # beside the data folder
+    write_cif_csv(posted, [s.structure for s in read_run_samples(source.parent / "samples.extxyz.gz", 8)])
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "toy.json").write_text(json.dumps({
+        "schema_version": 1, "name": "toy", "model": "Toy", "paper": "Toy et al.", "dataset": "tiny",
+        "trained_on": "train", "file": posted.name, "sha256": sha256_file(posted), "n_rows": 8,
+        "source": "owner/repo@abc/toy.csv", "status": "raw", "caveats": []}))
+    monkeypatch.setattr(external, "MANIFEST_DIR", tmp_path / "manifests")
+    manifest = external.get_manifest("toy")
+    run_dir = tmp_path / "results" / "tiny" / "external-toy" / "custom-seed0"
+    shutil.copytree(source.parent, run_dir, ignore=shutil.ignore_patterns("samples.extxyz.gz"))
+    write_record(run_dir, {**record, "kind": "external", "external": {**manifest.record_fields(), "manifest": "toy"},
+                           "files": {"samples": None, "per_sample": "per_sample.parquet",
+                                     "posted_samples": manifest.posted_samples()}})
+    assert main(["relax", str(run_dir), "--relaxer", "emt-test", "--no-progress"]) == 0
+    external_sibling = run_dir.with_name("custom-seed0-emt-test")
+    assert load_record(external_sibling / "record.json")["files"]["posted_samples"] == manifest.posted_samples()
+    assert not list(external_sibling.glob("samples.*"))
+    again = pd.read_parquet(external_sibling / "per_sample.parquet")
+    # the same samples, in the same order (the CIF round trip moves atoms by ~1e-9 Å), relaxed the same way
+    assert np.allclose(again["e_hull"], table["e_hull"], atol=1e-6, equal_nan=True)
+    posted.unlink()
+    shutil.rmtree(external_sibling)
+    assert main(["relax", str(run_dir), "--relaxer", "emt-test", "--no-progress"]) == 2
+    assert "toy_tiny.csv.gz: missing" in capsys.readouterr().err

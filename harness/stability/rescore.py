@@ -110,10 +110,10 @@ def rescore_run(
     novelty_note = f"unchanged ({old_split})"
     train = None
     if new_split != old_split:
-        from harness.samples import read_run_samples
+        from harness.samples import record_samples
 
         train = load_split(record["dataset"], new_split, data_dir)
-        samples = read_run_samples(run_dir / record["files"]["samples"], record["n_samples"])
+        samples = record_samples(run_dir, record, data_dir=data_dir)
         recheck = [i for i in subset if bool(table.loc[i, "novel"])]
         flags = novel_flags([samples[i].structure for i in recheck], train, index=train_formula_index(train),
                             progress=progress)
