@@ -262,9 +262,13 @@ def record_row(entry: Entry, out_dir: Path) -> Row:
 
 
 def _peak_memory(record: dict[str, Any]) -> str:
-    """Peak resident memory over every invocation of the run; records from before that accounting have none."""
-    peak = (record.get("timings") or {}).get("max_rss_gb")
-    return MISSING if peak is None else f"{peak:.1f}"
+    """Peak resident memory of the run's processes together (workers included), the largest over its invocations;
+    records from before that was sampled give their largest single process, marked ``‡``, and older ones none."""
+    timings = record.get("timings") or {}
+    if timings.get("peak_tree_rss_gb") is not None:
+        return f"{timings['peak_tree_rss_gb']:.1f}"
+    peak = timings.get("max_rss_gb")
+    return MISSING if peak is None else f"{peak:.1f}‡"
 
 
 def published_row(item: dict[str, Any]) -> Row:
@@ -350,8 +354,9 @@ its best quick-tier record (1,000 samples, 100 relaxed: sg JSD is biased upward 
 *external* rows are samples another model's authors published, evaluated here under the protocol (status `raw`:
 unfiltered model output; caveats in the row). *published* rows are the papers' own figures (sources below),
 never ranked; `sg JSD (SymmCD)` is the variant those papers report. Seconds are generation wall time on the
-hardware shown; `peak GB` is the largest resident memory of any invocation of the run (`–`: recorded before
-xtalbench measured it)."""
+hardware shown; `peak GB` is the peak resident memory of the run's processes together, workers included, the
+largest over its invocations (`‡`: recorded before that was sampled, the largest single process only; `–`: recorded
+before xtalbench measured memory)."""
 
 
 def _calibration(results_dir: Path | None) -> dict[str, Any] | None:

@@ -164,6 +164,7 @@ def run_timings(generation_s: float | None, result: Evaluation, invocation: Invo
             "wall_s": totals["wall_s"],
             "cpu_s": totals["cpu_s"],
             "max_rss_gb": totals["max_rss_gb"],
+            "peak_tree_rss_gb": totals["peak_tree_rss_gb"],
             "invocations": totals["invocations"],
             "accounting": "summed over every invocation (invocations.jsonl); generation_s from the batches' times",
         })

@@ -103,7 +103,7 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
             "generation_s": (record.get("timings") or {}).get("generation_s"),
             "evaluation_s": totals["phases_s"].get("evaluation"),
             "wall_s": totals["wall_s"], "cpu_s": totals["cpu_s"], "max_rss_gb": totals["max_rss_gb"],
-            "invocations": totals["invocations"],
+            "peak_tree_rss_gb": totals["peak_tree_rss_gb"], "invocations": totals["invocations"],
             "accounting": "stability only (bench relax), summed over its invocations; the other metrics and "
                           "generation_s are the source record's",
             "stages_final_invocation_s": {"relaxation": round(result.info["timings"].get("relax_s", 0.0), 2)},

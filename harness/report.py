@@ -182,7 +182,9 @@ def cost_text(timings: dict[str, Any]) -> str:
     if timings.get("invocations") is None:
         return text + " (recorded before per-invocation accounting: evaluation is the last invocation's only)"
     text += (f" over {timings['invocations']} invocation(s); wall {sec(timings.get('wall_s'))}, CPU "
-             f"{sec(timings.get('cpu_s'))}, peak memory {timings.get('max_rss_gb')} GB")
+             f"{sec(timings.get('cpu_s'))}, peak memory {timings.get('max_rss_gb')} GB in one process")
+    if timings.get("peak_tree_rss_gb") is not None:
+        text += f", {timings['peak_tree_rss_gb']} GB in all its processes together"
     stages = timings.get("stages_final_invocation_s") or {}
     if stages:
         text += "; last invocation's stages: " + ", ".join(f"{k} {v:,.1f} s" for k, v in stages.items())
