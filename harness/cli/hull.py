@@ -6,6 +6,10 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.stability.hull import Hull
 
 
 def register(subparsers) -> None:
@@ -40,7 +44,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def summary(hull, seconds: float | None = None) -> dict:
+def summary(hull: Hull, seconds: float | None = None) -> dict:
     """Size, hash, settings and timings of a hull, without its energies."""
     info = dict(hull.info)
     failures = info.pop("scoring_failures", [])

@@ -8,7 +8,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.cards import DatasetCard
 from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX, FamilyResult, Sample
@@ -22,6 +22,9 @@ from harness.stability.relax import (
     load_relaxer,
     relax_batched,
 )
+
+if TYPE_CHECKING:
+    from harness.stability.hull import Hull
 
 __all__ = ["HULL_SHA256_ENV", "evaluate", "relax_into", "score_row", "select_subset"]
 
@@ -132,7 +135,7 @@ def _load_hull(
     data_dir: Path | None,
     settings: RelaxSettings,
     progress: bool,
-):
+) -> Hull:
     """The hull to score against: ``mp`` (the protocol's default, shipped), ``dataset`` (the dataset's own CHGNet
     hull, its references relaxed on demand) or a file (xtalbench JSON, or an MP phase-diagram pickle)."""
     from harness.datasets import as_card
@@ -161,7 +164,7 @@ def _load_hull(
     return loaded
 
 
-def score_row(sample: Sample, result: RelaxResult | None, hull) -> dict[str, Any]:
+def score_row(sample: Sample, result: RelaxResult | None, hull: Hull) -> dict[str, Any]:
     """One table row (before uniqueness/novelty) from a sample and its relaxation."""
     row: dict[str, Any] = {
         "relaxed_energy_per_atom": None,
@@ -249,12 +252,10 @@ def evaluate(
             temp.cleanup()
 
     t0 = time.perf_counter()
-    prepare = getattr(hull, "prepare", None)  # relaxed-on-demand references: all systems in one batch
-    if prepare is not None:
-        prepare(
-            [s.structure.composition for s in subset if s.index in results and results[s.index].error is None],
-            progress=progress,
-        )
+    hull.prepare(  # relaxed-on-demand references: all systems in one batch
+        [s.structure.composition for s in subset if s.index in results and results[s.index].error is None],
+        progress=progress,
+    )
     timings["reference_relax_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = {s.index: score_row(s, results.get(s.index), hull) for s in subset}

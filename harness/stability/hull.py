@@ -1,8 +1,9 @@
 """Reference convex hulls: energy above hull of a composition at a given energy per atom.
 
-Two sources: the dataset's own structures scored by CHGNet plus CHGNet-relaxed elemental references (built by
-``harness.stability.reference``, stored as a JSON entry list), or a user-supplied Materials Project phase diagram
-(Matbench Discovery's 2023-02-07 ``PatchedPhaseDiagram`` pickle), verified by its sha256.
+:class:`Hull` is what scoring needs of any hull. Two sources: the dataset's own structures scored by CHGNet plus
+CHGNet-relaxed elemental references (built by ``harness.stability.reference``, stored as a JSON entry list), or a
+user-supplied Materials Project phase diagram (Matbench Discovery's 2023-02-07 ``PatchedPhaseDiagram`` pickle),
+verified by its sha256.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
-from collections.abc import Iterable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -20,6 +22,8 @@ from harness.io import sha256_file, sha256_text
 
 __all__ = [
     "HULL_FORMAT",
+    "EntryPoolHull",
+    "Hull",
     "HullError",
     "KNOWN_MP_HULL_SHA256",
     "MPHull",
@@ -83,10 +87,41 @@ def entries_hash(entries: Sequence[Sequence[Any]], elements: dict[str, dict]) ->
     return sha256_text(json.dumps(payload, sort_keys=True, separators=(",", ":")))
 
 
-class _Described:
-    """What a record says of a hull: its name, source, hash, size and settings."""
+class Hull(ABC):
+    """What scoring asks of a reference hull: where a sample's energy lies against it, and what a record names.
+
+    Every hull carries ``name``, ``source``, ``sha256`` (the content hash a record names), ``elements`` (those with
+    a reference) and ``info`` (settings and provenance, copied into :meth:`describe`).
+    """
+
+    name: str
+    source: str
+    sha256: str
+    elements: Collection[str]
+    info: dict[str, Any]
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """The number of entries."""
+
+    @abstractmethod
+    def corrected_energy(self, structure, energy_per_atom: float) -> float:
+        """The energy per atom of ``structure`` to pass to :meth:`e_above_hull`, in this hull's convention."""
+
+    @abstractmethod
+    def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:
+        """(E_hull in eV/atom, None), or (None, reason) when the composition cannot be placed on this hull."""
+
+    def missing_elements(self, composition) -> list[str]:
+        """Elements of ``composition`` that have no elemental reference in this hull."""
+        return sorted(el.symbol for el in composition if el.symbol not in self.elements)
+
+    def prepare(self, compositions: Iterable[Any], *, progress: bool | None = None) -> None:  # noqa: B027 - optional
+        """Make ready, in one batch, what the E_hull of ``compositions`` needs; nothing for most hulls."""
 
     def describe(self) -> dict[str, Any]:
+        """What a record says of this hull: its name, source, hash, size and settings."""
         return {
             "name": self.name,
             "source": self.source,
@@ -97,8 +132,47 @@ class _Described:
         }
 
 
+class EntryPoolHull(Hull):
+    """A hull whose energy at a composition is the lower envelope of the entries of its chemical system.
+
+    Subclasses give the entries (``_pool``) and a ``_diagrams`` dict; phase diagrams are built lazily per chemical
+    system and cached there.
+    """
+
+    _diagrams: dict[str, Any]
+
+    @abstractmethod
+    def _pool(self, elements: Sequence[str]) -> list:
+        """The ``PDEntry`` of the chemical system of ``elements``, at the energies this hull uses."""
+
+    def _diagram(self, elements: Sequence[str]):
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+        key = _chemsys(elements)
+        if key not in self._diagrams:
+            self._diagrams[key] = PhaseDiagram(self._pool(elements))
+        return self._diagrams[key]
+
+    def hull_energy_per_atom(self, composition) -> float:
+        """The hull's energy per atom at ``composition``: a phase diagram of its chemical system up to
+        ``DIAGRAM_MAX_ELEMENTS`` elements, the equivalent linear program above (see ``lowest_energy_per_atom``)."""
+        elements = [el.symbol for el in composition]
+        if len(elements) > DIAGRAM_MAX_ELEMENTS:
+            return lowest_energy_per_atom(self._pool(elements), composition)
+        return float(self._diagram(elements).get_hull_energy_per_atom(composition))
+
+    def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:
+        missing = self.missing_elements(composition)
+        if missing:
+            return None, f"no reference for element(s) {', '.join(missing)}"
+        try:
+            return float(energy_per_atom - self.hull_energy_per_atom(composition)), None
+        except Exception as exc:  # a degenerate sub-hull must not stop a run
+            return None, f"{type(exc).__name__}: {exc}"[:300]
+
+
 @dataclass
-class ReferenceHull(_Described):
+class ReferenceHull(EntryPoolHull):
     """A hull from an entry list; phase diagrams are built lazily per chemical system and cached."""
 
     name: str
@@ -129,10 +203,6 @@ class ReferenceHull(_Described):
         """The energy to compare with this hull: raw CHGNet, as the hull's own entries (no corrections)."""
         return energy_per_atom
 
-    def missing_elements(self, composition) -> list[str]:
-        """Elements of ``composition`` that have no elemental reference in this hull."""
-        return sorted(el.symbol for el in composition if el.symbol not in self.elements)
-
     def chemsys_entries(self, elements: Iterable[str]) -> list:
         """The ``PDEntry`` of every entry whose elements are a subset of ``elements`` (``attribute`` = entry id)."""
         members = sorted(set(elements))
@@ -151,33 +221,6 @@ class ReferenceHull(_Described):
     def _pool(self, elements: Sequence[str]) -> list:
         """The entries of the chemical system of ``elements`` (with the energies this hull uses)."""
         return self.chemsys_entries(elements)
-
-    def _diagram(self, elements: Sequence[str]):
-        from pymatgen.analysis.phase_diagram import PhaseDiagram
-
-        key = _chemsys(elements)
-        if key not in self._diagrams:
-            self._diagrams[key] = PhaseDiagram(self._pool(elements))
-        return self._diagrams[key]
-
-    def hull_energy_per_atom(self, composition) -> float:
-        """The hull's energy per atom at ``composition``: a phase diagram of its chemical system up to
-        ``DIAGRAM_MAX_ELEMENTS`` elements, the equivalent linear program above (see ``lowest_energy_per_atom``)."""
-        elements = [el.symbol for el in composition]
-        if len(elements) > DIAGRAM_MAX_ELEMENTS:
-            return lowest_energy_per_atom(self._pool(elements), composition)
-        return float(self._diagram(elements).get_hull_energy_per_atom(composition))
-
-    def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:
-        """(E_hull in eV/atom, None), or (None, reason) when the composition cannot be placed on this hull."""
-        missing = self.missing_elements(composition)
-        if missing:
-            return None, f"no reference for element(s) {', '.join(missing)}"
-        try:
-            return float(energy_per_atom - self.hull_energy_per_atom(composition)), None
-        except Exception as exc:  # a degenerate sub-hull must not stop a run
-            return None, f"{type(exc).__name__}: {exc}"[:300]
-
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -202,7 +245,7 @@ class ReferenceHull(_Described):
 
 
 @dataclass
-class MPHull(_Described):
+class MPHull(Hull):
     """A Materials Project (Patched)PhaseDiagram of MP2020-corrected DFT entries; CHGNet energies are placed on it
     as they are (FlowMM's convention; CHGNet learnt MP's corrected energies, see docs/protocol.md)."""
 
@@ -219,9 +262,6 @@ class MPHull(_Described):
     @property
     def elements(self) -> set[str]:
         return {el.symbol for el in self.diagram.elements}
-
-    def missing_elements(self, composition) -> list[str]:
-        return sorted(el.symbol for el in composition if el.symbol not in self.elements)
 
     def corrected_energy(self, structure, energy_per_atom: float) -> float:
         """The raw CHGNet energy: MP2020 on top of it puts MP-20's oxides 0.4 eV/atom below their DFT hull
@@ -240,7 +280,6 @@ class MPHull(_Described):
             return float(e_hull), None
         except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
-
 
 
 def mp2020_corrected_energy_per_atom(structure, energy_per_atom: float) -> float:

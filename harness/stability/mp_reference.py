@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.io import sha256_file
-from harness.stability.hull import HULL_FORMAT, HullError, MPHull, ReferenceHull, load_mp_hull
+from harness.stability.hull import HULL_FORMAT, Hull, HullError, ReferenceHull, load_mp_hull
 
 __all__ = [
     "E_FORM_FILE",
@@ -281,7 +281,7 @@ def hull_from_json(obj: dict[str, Any]) -> ReferenceHull:
     return cls.from_json(obj)
 
 
-def load_hull(path: str | Path, expected_sha256: str | None = None) -> ReferenceHull | MPHull:
+def load_hull(path: str | Path, expected_sha256: str | None = None) -> Hull:
     """A hull file: xtalbench's JSON (``.json``/``.json.gz``) or an MP phase-diagram pickle (``.pkl``/``.pkl.gz``)."""
     path = Path(path)
     if path.name.endswith((".json", ".json.gz")):

@@ -22,7 +22,7 @@ from typing import Any
 from harness import paths
 from harness.cards import DatasetCard
 from harness.io import atomic_write_json, sha256_text
-from harness.stability.hull import ReferenceHull, _chemsys
+from harness.stability.hull import EntryPoolHull, ReferenceHull, _chemsys
 from harness.stability.relax import DEFAULT_SETTINGS, RelaxResult, RelaxSettings, relax_batched
 from harness.stability.shipped import shipped_relaxed
 
@@ -127,7 +127,7 @@ def dataset_structure_source(hull: ReferenceHull, data_dir: str | Path | None = 
 
 
 @dataclass
-class RelaxedReferenceHull:
+class RelaxedReferenceHull(EntryPoolHull):
     """A :class:`ReferenceHull` whose entries near each needed chemical system's hull are relaxed on demand."""
 
     base: ReferenceHull
@@ -173,9 +173,6 @@ class RelaxedReferenceHull:
 
     def corrected_energy(self, structure, energy_per_atom: float) -> float:
         return self.base.corrected_energy(structure, energy_per_atom)
-
-    def missing_elements(self, composition) -> list[str]:
-        return self.base.missing_elements(composition)
 
     def treatment(self) -> str:
         scope = (
@@ -319,22 +316,10 @@ class RelaxedReferenceHull:
             pool.append(entry)
         return pool
 
-    def _diagram(self, elements: Sequence[str]):
-        from pymatgen.analysis.phase_diagram import PhaseDiagram
-
-        key = _chemsys(elements)
-        if key not in self._diagrams:
-            self._diagrams[key] = PhaseDiagram(self._pool(elements))
-        return self._diagrams[key]
-
-    def hull_energy_per_atom(self, composition) -> float:
-        return ReferenceHull.hull_energy_per_atom(self, composition)
-
     def e_above_hull(self, composition, energy_per_atom: float) -> tuple[float | None, str | None]:
         """(E_hull in eV/atom, None) against the relaxed references, or (None, reason); prepares lazily."""
         self.prepare([composition])  # skips compositions without element references
-        # ReferenceHull's rule, with this object's diagrams (relaxed energies where they exist)
-        return ReferenceHull.e_above_hull(self, composition, energy_per_atom)
+        return super().e_above_hull(composition, energy_per_atom)
 
 
 def relaxed_on_demand(

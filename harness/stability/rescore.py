@@ -12,9 +12,13 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.evaluation_types import NOT_CONSTRUCTED_PREFIX
+
+if TYPE_CHECKING:
+    from harness.stability.hull import Hull
+    from harness.stability.mp_reference import FormationEnergyHull
 
 __all__ = ["RescoreError", "rescore_run"]
 
@@ -30,7 +34,8 @@ def _is_number(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _row_e_hull(hull, formula: str, energy, converged: bool, steps, old_error) -> tuple[float | None, str | None]:
+def _row_e_hull(hull: FormationEnergyHull, formula: str, energy, converged: bool, steps,
+                old_error) -> tuple[float | None, str | None]:
     """(E_hull, error) of one subset row on ``hull``, from its formula and stored relaxed energy."""
     from pymatgen.core import Composition
 
@@ -49,7 +54,8 @@ def _row_e_hull(hull, formula: str, energy, converged: bool, steps, old_error) -
 
 
 def rescore_run(
-    run_dir: str | Path, *, hull=None, data_dir: str | Path | None = None, progress: bool = True, write: bool = True
+    run_dir: str | Path, *, hull: Hull | None = None, data_dir: str | Path | None = None, progress: bool = True,
+    write: bool = True,
 ) -> dict[str, Any]:
     """Re-score ``run_dir``'s stability on ``hull`` (default: the shipped MP hull) as the current protocol.
 
@@ -66,7 +72,7 @@ def rescore_run(
     from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, write_record
     from harness.stability import select_subset, train_split_info
     from harness.stability.matching import novel_flags, train_formula_index
-    from harness.stability.mp_reference import load_shipped_mp_hull
+    from harness.stability.mp_reference import FormationEnergyHull, load_shipped_mp_hull
 
     run_dir = Path(run_dir)
     record_path = run_dir / RECORD_NAME
@@ -86,7 +92,7 @@ def rescore_run(
             "again (run `bench evaluate` or `bench run` with --stability)"
         )
     hull = hull if hull is not None else load_shipped_mp_hull()
-    if not hasattr(hull, "sample_energy"):
+    if not isinstance(hull, FormationEnergyHull):
         raise RescoreError(f"hull {hull.name!r} cannot place a stored energy by composition alone")
 
     subset = select_subset(record["n_samples"], info["n_relax_requested"], info["subset_seed"])
