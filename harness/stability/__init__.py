@@ -16,6 +16,7 @@ from harness.io import atomic_write_json, sha256_text
 from harness.protocol import METASTABLE_EHULL, STABLE_EHULL
 from harness.relaxer import PROTOCOL_RELAXER
 from harness.stability.relax import (
+    MODEL_CALL_MAX_ATOMS,
     VOLUME_PER_ATOM_BOUNDS,
     RelaxResult,
     RelaxSettings,
@@ -314,7 +315,8 @@ def evaluate(
         "chgnet_version": chgnet.__version__,
         "model": settings.model,
         "relaxer": relaxer_info,
-        "relax": {**settings.as_dict(), "volume_per_atom_bounds": list(VOLUME_PER_ATOM_BOUNDS)},
+        "relax": {**settings.as_dict(), "volume_per_atom_bounds": list(VOLUME_PER_ATOM_BOUNDS),
+                  "model_call_max_atoms": MODEL_CALL_MAX_ATOMS},
         "hull": hull.describe(),
         "corrections": hull.describe().get("corrections"),
         "compositions_without_reference": missing,
