@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any
 from harness.targets import import_target
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pymatgen.core import Structure
 
     from harness.cards import Split
+    from harness.tasks import OptimisationRequest, PropertyTarget
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class GeneratorSpec:
     paper: str = ""  # citation or DOI
     datasets: tuple[str, ...] = ()  # datasets it supports; empty means any
     description: str = ""
+    # the protocol tasks it implements (harness/tasks.py); "conditional" needs Generator.sample_conditional,
+    # "optimise" Generator.optimise
+    tasks: tuple[str, ...] = ("unconditional",)
     distribution: str = ""  # filled by the registry from the entry point
     distribution_version: str = ""
 
@@ -108,6 +114,34 @@ class Generator(ABC):
     def training_splits(self) -> list[str] | None:
         """The splits the loaded checkpoint was trained on, when known (recorded beside the run)."""
         return None
+
+    # Optional tasks (docs/protocol.md, "Tasks"). A generator that implements one overrides its method and names the
+    # task in its GeneratorSpec.tasks; the harness calls a method only for a task the spec declares.
+    def sample_conditional(self, n: int, target: PropertyTarget, seed: int, batch_size: int) -> list[Structure | None]:
+        """Task ``conditional``: ``n`` structures conditioned on ``target`` (``target.property``, e.g.
+        ``formation_energy_per_atom``, at ``target.value`` in ``target.unit``, eV/atom), deterministically for
+        ``seed``, in batches of at most ``batch_size``. The harness calls it once per target (1,000 samples each) on
+        a model trained with the dataset's DFT labels of that property. Returns a list of ``n``, as :meth:`sample`
+        does: ``None`` for a sample it could not produce."""
+        raise NotImplementedError(_missing_task(self, "conditional", "sample_conditional"))
+
+    def optimise(self, starts: Sequence[Structure], request: OptimisationRequest,
+                 seed: int) -> list[list[Structure | None]]:
+        """Task ``optimise`` (CDVAE's procedure): encode each of ``starts`` (the first 100 structures of the test
+        split, in file order) into the model's latent space, take ``request.gradient_steps`` Adam steps of
+        ``request.learning_rate`` on the latents that move the model's own property predictor for
+        ``request.property`` the ``request.better`` way, and decode after each 0-based step in
+        ``request.decode_steps``. Returns one list per start, in the order of ``starts``, of
+        ``len(request.decode_steps)`` decoded structures in step order, ``None`` where a decode failed;
+        deterministic for ``seed``. The harness scores the decodes with the oracle its record names, never with
+        the model's predictor."""
+        raise NotImplementedError(_missing_task(self, "optimise", "optimise"))
+
+
+def _missing_task(generator: Generator, task: str, method: str) -> str:
+    name = generator.name or type(generator).__name__
+    return (f"generator {name!r} does not implement task {task!r}: {type(generator).__name__}.{method} is not "
+            f"overridden (declare a task in GeneratorSpec.tasks only when its method is implemented)")
 
 
 def resolve_device(device: str | None = None) -> str:

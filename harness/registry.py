@@ -13,6 +13,7 @@ from harness import hookspecs
 from harness.cards import BUILTIN_CARDS, DatasetCard
 from harness.generator import Generator, GeneratorSpec
 from harness.relaxer import RelaxerSpec
+from harness.tasks import TaskError, check_declared
 
 ENTRY_POINT_GROUP = "xtalbench"
 # Comma-separated plugin (entry-point) names to load; unset loads all. "" loads none but the built-in datasets.
@@ -62,6 +63,11 @@ class Registry:
     plugin_manager: pluggy.PluginManager | None = None
 
     def add_generator(self, spec: GeneratorSpec, distribution: str = "", distribution_version: str = "") -> None:
+        if isinstance(spec, GeneratorSpec):  # a misspelt task ("optimize") fails here, loudly
+            try:
+                spec = replace(spec, tasks=check_declared(spec.tasks, f"generator {spec.name!r}"))
+            except TaskError as exc:
+                raise RegistryError(str(exc)) from None
         _add_spec(self.generators, "generator", GeneratorSpec, spec, distribution, distribution_version)
 
     def add_dataset(self, card: DatasetCard) -> None:

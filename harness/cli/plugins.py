@@ -17,10 +17,11 @@ def run(args) -> int:
     registry = get_registry()
     rows = [
         (spec.name, spec.version, f"{spec.distribution} {spec.distribution_version}".strip() or "-",
-         ", ".join(spec.datasets) or "any", spec.paper)
+         ", ".join(spec.datasets) or "any", ", ".join(spec.tasks), spec.paper)
         for spec in sorted(registry.generators.values(), key=lambda s: s.name)
     ]
-    print(tabulate(rows, headers=("plugin", "version", "distribution", "datasets", "paper"), tablefmt="simple", disable_numparse=True))
+    print(tabulate(rows, headers=("plugin", "version", "distribution", "datasets", "tasks", "paper"), tablefmt="simple",
+                   disable_numparse=True))
     print()
     rows = [
         (spec.name, spec.version, spec.model, _package_status(spec.package),

@@ -6,12 +6,19 @@ from pathlib import Path
 
 from harness.cli.common import add_evaluation_args, evaluation_request
 from harness.protocol import TIERS
+from harness.tasks import TASKS, UNCONDITIONAL
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="sample a generator and evaluate it under the protocol")
     parser.add_argument("--plugin", required=True)
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--task", default=UNCONDITIONAL, metavar="TASK",
+                        help=f"the protocol task ({', '.join(TASKS)}; default {UNCONDITIONAL}); the generator must "
+                             "declare it ('bench plugins' lists each one's tasks)")
+    parser.add_argument("--target", action="append", default=[], metavar="PROPERTY=VALUE",
+                        help="with --task conditional: a conditioning target, e.g. formation_energy_per_atom=-2.8 "
+                             "(repeatable; default the protocol's three targets)")
     full, quick = TIERS["full"], TIERS["quick"]
     parser.add_argument("--tier", choices=tuple(TIERS), default="full",
                         help=f"full: {full.n_samples:,} samples, {full.n_relax:,} relaxed; quick: {quick.n_samples:,} "
@@ -30,10 +37,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from harness.cli.common import configure_threads
+    from harness.cli.common import configure_threads, fail
 
+    refusal = _task_refusal(args)  # before torch, any model or any data
+    if refusal:
+        return fail(refusal)
     configure_threads(args.threads)
-    from harness.cli.common import fail
     from harness.runner import RunRequest
     from harness.runner import run as run_generator
 
@@ -49,6 +58,26 @@ def run(args) -> int:
     _print_summary(record)
     print(record)
     return 0
+
+
+def _task_refusal(args) -> str | None:
+    """Why this run's task cannot run here (unknown task or target, a generator that does not declare the task, a
+    task whose run path this xtalbench lacks), or None. Reads only the registry's metadata."""
+    from harness.registry import get_registry
+    from harness.tasks import TaskError, resolve_request
+
+    spec = get_registry().generator_spec(args.plugin)
+    try:
+        request = resolve_request(args.task, args.target, plugin=args.plugin, declared=spec.tasks,
+                                  dataset=args.dataset)
+    except TaskError as exc:
+        return str(exc)
+    if not request.task.run_path:
+        runnable = ", ".join(name for name, task in TASKS.items() if task.run_path)
+        return (f"task {request.task.name!r} is not yet implemented in this version of xtalbench (its definition, "
+                f"version {request.task.version}, is in docs/protocol.md, Tasks; plugin {args.plugin!r} declares "
+                f"it; tasks that run: {runnable})")
+    return None
 
 
 def _print_summary(record_path: Path) -> None:
