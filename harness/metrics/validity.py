@@ -1,14 +1,17 @@
 """Structural and compositional (SMACT) validity, exactly as the CDVAE/DiffCSP evaluation scripts compute them.
 
-Compositional validity reproduces SMACT 2.x on purpose (docs/protocol.md): the ``oxidation_states_smact14`` list, the
-old ``neutral_ratios`` test at the GCD-reduced counts, the old ``pauling_test`` in which a missing
-electronegativity raised ``TypeError`` (counted as a pass), and DiffCSP's cap of 10^7 oxidation-state combinations.
-SMACT >= 3 changed the default list, and SMACT 4 also makes a missing electronegativity fail the Pauling test and
-``neutral_ratios`` return only the list: each would silently move the numbers, so the logic is restated here.
+Compositional validity reproduces SMACT 2.2.1, the version CDVAE pins (docs/protocol.md): its per-element data
+(``oxidation_states``, Pauling electronegativities, metals) shipped as ``harness/data/smact_2.2.1_elements.json``,
+the old ``neutral_ratios`` test at the GCD-reduced counts, the old ``pauling_test`` (a missing electronegativity
+raises ``TypeError`` in a cation-anion comparison, counted as a pass, and fails any other pair it is in), and
+DiffCSP's cap of 10^7 oxidation-state combinations. Later SMACT releases changed each of these (Ir's states in 2.3,
+Zr's electronegativity in 2.5.4, the missing-electronegativity order in 2.6, the default list and ``neutral_ratios``
+in 3), so neither the installed SMACT nor its logic is used.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from functools import cache, lru_cache, reduce
@@ -24,6 +27,7 @@ __all__ = [
     "min_interatomic_distance",
     "oxidation_data",
     "pauling_test_smact2",
+    "smact_table",
     "smact_validity",
     "struct_validity",
 ]
@@ -63,33 +67,46 @@ def element_counts(obj) -> dict[str, int]:
     return {symbol: count // divisor for _, symbol, count in pairs}
 
 
+SMACT_TABLE = "smact_2.2.1_elements.json"
+
+
+@lru_cache(maxsize=1)
+def smact_table() -> dict:
+    """SMACT 2.2.1's per-element data as shipped in ``harness/data`` (its source and sha256 are in the file)."""
+    from importlib import resources
+
+    return json.loads(resources.files("harness").joinpath("data", SMACT_TABLE).read_text(encoding="utf-8"))
+
+
 @cache
 def oxidation_data(symbol: str) -> tuple[tuple[int, ...], float | None]:
-    """(``oxidation_states_smact14``, Pauling electronegativity) of an element; no states → empty tuple."""
-    import smact
+    """(SMACT 2.2.1 ``oxidation_states``, Pauling electronegativity) of an element; no states → empty tuple.
 
-    element = smact.Element(symbol)
-    states = element.oxidation_states_smact14 or ()  # He, Ne, Ar: None in SMACT 4, [] in SMACT 2
-    return tuple(int(s) for s in states), element.pauling_eneg
+    Raises ``KeyError`` for an element SMACT 2.2.1 has no data for (beyond Lr, or not an element).
+    """
+    table = smact_table()
+    return tuple(table["oxidation_states"][symbol]), table["pauling_eneg"][symbol]
 
 
 @lru_cache(maxsize=1)
 def _smact_metals() -> frozenset[str]:
-    import smact
-
-    return frozenset(smact.metals)
+    return frozenset(smact_table()["metals"])
 
 
 def pauling_test_smact2(oxidation_states, electronegativities) -> bool:
-    """SMACT 2.x ``pauling_test``: cations less electronegative than anions, pairwise in order.
+    """SMACT 2.2.1 ``pauling_test``: cations less electronegative than anions, pairwise in order.
 
-    Comparing against a missing electronegativity raises ``TypeError`` as in SMACT 2.x (callers count it as a
-    pass); only the comparisons SMACT 2.x actually evaluated can raise, so the short-circuit order matters.
+    A cation-anion pair with a missing electronegativity raises ``TypeError`` (callers count it as a pass); any
+    other pair with one fails the test. The first pair that decides wins, so the order matters.
     """
     for (ox1, eneg1), (ox2, eneg2) in combinations(list(zip(oxidation_states, electronegativities)), 2):
-        if ox1 > 0 and ox2 < 0 and _ge(eneg1, eneg2):
-            return False
-        if ox1 < 0 and ox2 > 0 and _ge(eneg2, eneg1):
+        if ox1 > 0 and ox2 < 0:
+            if _ge(eneg1, eneg2):
+                return False
+        elif ox1 < 0 and ox2 > 0:
+            if _ge(eneg2, eneg1):
+                return False
+        elif eneg1 is None or eneg2 is None:
             return False
     return True
 
@@ -110,7 +127,8 @@ def _neutral_combinations(states: list[tuple[int, ...]], counts: list[int]) -> n
 def smact_validity(
     counts: Mapping[str, int], *, use_pauling_test: bool = True, include_alloys: bool = True
 ) -> bool:
-    """SMACT 2.x charge-neutrality + electronegativity screen on GCD-reduced ``{symbol: count}``."""
+    """SMACT 2.2.1 charge-neutrality + electronegativity screen on GCD-reduced ``{symbol: count}``, in its order
+    (CDVAE's is atomic number: ``comp_validity`` sorts so)."""
     symbols = list(counts)
     if len(set(symbols)) == 1:
         return True
@@ -143,14 +161,16 @@ def smact_validity(
 def comp_validity(obj) -> bool:
     """Compositional validity of a Structure, Composition, formula or ``{symbol: count}`` dict.
 
-    An element SMACT does not know (e.g. beyond Lr) makes the composition invalid.
+    An element SMACT 2.2.1 does not know (beyond Lr) makes the composition invalid.
     """
     if isinstance(obj, dict):
         divisor = reduce(math.gcd, obj.values())
-        counts = {symbol: int(count) // divisor for symbol, count in obj.items()}
+        rank = {symbol: z for z, symbol in enumerate(smact_table()["pauling_eneg"])}  # H..Lr: atomic-number order
+        ordered = sorted(obj, key=lambda symbol: rank.get(symbol, len(rank)))  # the Pauling test is order-sensitive
+        counts = {symbol: int(obj[symbol]) // divisor for symbol in ordered}
     else:
         counts = element_counts(obj)
     try:
         return smact_validity(counts)
-    except KeyError:  # "Elemental data for Og not found": CDVAE's lookup would fail too; invalid here
+    except KeyError:  # SMACT 2.2.1 raises NameError there, so CDVAE's script would stop; invalid here
         return False
