@@ -79,9 +79,31 @@ def collate(crystals: list[CrystalTensors]) -> Batch:
     )
 
 
-def lattice_stats(crystals: list[CrystalTensors]) -> tuple[list[float], list[float]]:
-    """Mean and standard deviation of the six lattice items over a training set (for standardised regression)."""
+def per_atom_lengths(params: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+    """(B, 6) lattice items with the lengths divided by N^(1/3): what a ``lattice_scale`` decoder regresses.
+
+    The authors' code does this (divelab/AIRS OpenMat/SyMat, ``lattice_scale=True``, after CDVAE's
+    ``scale_length``); the paper does not say so. Without it the lattice is decoded independently of the atom
+    count, so a cell's volume does not follow its number of atoms (issue 23).
+    """
+    scale = num_atoms.to(params.dtype).clamp_min(1).pow(1.0 / 3.0)[:, None]
+    return torch.cat([params[:, :3] / scale, params[:, 3:]], dim=-1)
+
+
+def from_per_atom_lengths(items: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`per_atom_lengths`: lengths times N^(1/3)."""
+    scale = num_atoms.to(items.dtype).clamp_min(1).pow(1.0 / 3.0)[:, None]
+    return torch.cat([items[:, :3] * scale, items[:, 3:]], dim=-1)
+
+
+def lattice_stats(
+    crystals: list[CrystalTensors], lattice_scale: bool = False
+) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of the six lattice items the decoder regresses (lengths per N^(1/3) where
+    ``lattice_scale``) over a training set (for standardised regression)."""
     from plugins.symat.graph import lattice_params
 
     params = lattice_params(torch.stack([c.lattice for c in crystals]).double())
+    if lattice_scale:
+        params = per_atom_lengths(params, torch.tensor([len(c.numbers) for c in crystals]))
     return params.mean(0).tolist(), params.std(0).clamp_min(1e-3).tolist()

@@ -19,7 +19,7 @@ class SyMatGenerator(Generator):
     """
 
     name = "symat"
-    version = "0.1"
+    version = "0.2"
 
     def __init__(self, dataset: str, steps_per_level: int | None = None, step_size: float | None = None):
         super().__init__(dataset)

@@ -9,7 +9,7 @@ def xtalbench_register_generators(register):
     register(
         GeneratorSpec(
             name="symat",
-            version="0.1",
+            version="0.2",
             target="plugins.symat.generator:SyMatGenerator",
             paper="Luo, Liu & Ji, Towards Symmetry-Aware Generation of Periodic Materials, NeurIPS 2023 (arXiv:2307.02707)",
             datasets=("mp20", "perov5", "carbon24"),

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.symat.data import Batch
+from plugins.symat.data import Batch, per_atom_lengths
 from plugins.symat.graph import build_multigraph, edge_vectors
 from plugins.symat.nets import EdgeScoreModel, SyMatVAE
 
@@ -22,11 +22,15 @@ def noise_levels(sigma_max: float, sigma_min: float, num: int) -> torch.Tensor:
 
 
 class SyMat(nn.Module):
-    """Both networks plus the dataset statistics sampling needs (lattice standardisation, sigma-hat per level)."""
+    """Both networks plus the dataset statistics sampling needs (lattice standardisation, sigma-hat per level).
+
+    ``cfg["lattice_scale"]``: the lattice decoder regresses lengths / N^(1/3) (see ``data.per_atom_lengths``);
+    checkpoints written before it existed lack the key and keep regressing plain lengths.
+    """
 
     def __init__(self, cfg: dict, max_atoms: int, lattice_mean, lattice_std):
         super().__init__()
-        self.cfg = dict(cfg)
+        self.cfg = {**cfg, "lattice_scale": bool(cfg.get("lattice_scale", False))}
         self.max_atoms = max_atoms
         self.vae = SyMatVAE(cfg, max_atoms)
         self.score = EdgeScoreModel(cfg, cfg["num_levels"])
@@ -36,6 +40,10 @@ class SyMat(nn.Module):
         self.register_buffer("lattice_std", torch.tensor(lattice_std, dtype=torch.float32))
 
     # ----- VAE -----
+    def lattice_items(self, params: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+        """The six items the lattice decoder regresses, from lengths/angles and atom counts."""
+        return per_atom_lengths(params, num_atoms) if self.cfg["lattice_scale"] else params
+
     def vae_losses(self, batch: Batch, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         """Reconstruction losses of c = {(e_i, n_i)}, the lattice items, and the KL term."""
         graph = build_multigraph(batch.frac, batch.lattices, batch.num_atoms, self.cfg["cutoff"])
@@ -47,7 +55,9 @@ class SyMat(nn.Module):
         max_n = self.max_atoms
         k_target = (batch.num_types - 1).clamp(0, max_n - 1)
         count_target = (batch.type_counts - 1).clamp(0, max_n - 1)
-        lattice_target = (batch.lattice_params - self.lattice_mean) / self.lattice_std
+        lattice_target = (
+            self.lattice_items(batch.lattice_params, batch.num_atoms) - self.lattice_mean
+        ) / self.lattice_std
         return {
             "k": F.cross_entropy(self.vae.mlp_k(z_a), k_target),
             "elements": F.binary_cross_entropy_with_logits(self.vae.mlp_e(z_a), batch.element_set),

@@ -11,6 +11,9 @@ _COMMON = {
     "lr": 1e-3,
     "grad_clip": 10.0,
     "step_size": 1e-4,  # epsilon of algorithm 1
+    # lattice decoder regresses lengths / N^(1/3), decoded lengths are multiplied by the decoded N^(1/3): the
+    # authors' code (divelab/AIRS OpenMat/SyMat configs, lattice_scale=True); issue 23
+    "lattice_scale": True,
 }
 
 PRESETS: dict[str, dict] = {
@@ -57,6 +60,7 @@ MODEL_KEYS = (
     "num_levels",
     "sigma_max",
     "sigma_min",
+    "lattice_scale",
 )
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from plugins.symat.data import from_per_atom_lengths
 from plugins.symat.graph import build_multigraph, lattice_from_params
 from plugins.symat.model import SyMat
 from plugins.symat.nets import coordinate_score
@@ -47,26 +48,45 @@ def batch_generator(seed: int, start: int) -> torch.Generator:
 
 
 @torch.no_grad()
+def decode_lattice(
+    model: SyMat, z_l: torch.Tensor, num_atoms: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lattice matrices (and buildability) from z_L; with ``lattice_scale`` the lengths follow the atom counts.
+
+    The regressed items are clamped to mean +- 5 std of the training set (in the decoder's own parameterisation,
+    i.e. per N^(1/3) for a ``lattice_scale`` model), then lengths >= MIN_LENGTH and angles in [MIN, MAX]_ANGLE.
+    """
+    items = model.vae.mlp_l(z_l) * model.lattice_std + model.lattice_mean
+    low, high = model.lattice_mean - 5 * model.lattice_std, model.lattice_mean + 5 * model.lattice_std
+    items = torch.maximum(torch.minimum(items, high), low)
+    params = from_per_atom_lengths(items, num_atoms) if model.cfg.get("lattice_scale") else items
+    params = torch.cat(
+        [params[:, :3].clamp_min(MIN_LENGTH), params[:, 3:].clamp(MIN_ANGLE, MAX_ANGLE)], dim=-1
+    )
+    return lattice_from_params(params.double())
+
+
+@torch.no_grad()
 def decode(model: SyMat, z: torch.Tensor) -> Decoded:
     """Section 3.3: top-k element set from p_e, k and counts by argmax, lattice from its six items (appendix B)."""
     vae = model.vae
     z_a, z_l = vae.split(z)
     p_e = torch.sigmoid(vae.mlp_e(z_a))
     k = vae.mlp_k(z_a).argmax(-1) + 1
-    params = vae.mlp_l(z_l) * model.lattice_std + model.lattice_mean
-    low, high = model.lattice_mean - 5 * model.lattice_std, model.lattice_mean + 5 * model.lattice_std
-    params = torch.maximum(torch.minimum(params, high), low)
-    params[:, :3] = params[:, :3].clamp_min(MIN_LENGTH)
-    params[:, 3:] = params[:, 3:].clamp(MIN_ANGLE, MAX_ANGLE)
-    lattices, lattice_ok = lattice_from_params(params.double())
-    numbers, ok = [], []
+    numbers = []
     for b in range(len(z)):
         elements = (torch.topk(p_e[b], int(k[b])).indices + 1).sort().values
         crystal = torch.full((len(elements),), b, dtype=torch.long, device=z.device)
         counts = vae.count_logits(z_a, elements, crystal).argmax(-1) + 1
-        atoms = [int(e) for e, c in zip(elements.tolist(), counts.tolist(), strict=True) for _ in range(c)]
-        numbers.append(atoms)
-        ok.append(bool(lattice_ok[b]) and 0 < len(atoms) <= MAX_ATOMS_FACTOR * model.max_atoms)
+        numbers.append(
+            [int(e) for e, c in zip(elements.tolist(), counts.tolist(), strict=True) for _ in range(c)]
+        )
+    num_atoms = torch.tensor([len(atoms) for atoms in numbers], dtype=torch.long, device=z.device)
+    lattices, lattice_ok = decode_lattice(model, z_l, num_atoms)
+    ok = [
+        bool(lattice_ok[b]) and 0 < len(atoms) <= MAX_ATOMS_FACTOR * model.max_atoms
+        for b, atoms in enumerate(numbers)
+    ]
     return Decoded(numbers, lattices.to(z.dtype), ok)
 
 

@@ -106,7 +106,7 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
         cfg = {**state["train_cfg"], "max_epochs": cfg["max_epochs"]}
         model, _ = load_model(last_path)
     else:
-        mean, std = lattice_stats(crystals)
+        mean, std = lattice_stats(crystals, cfg["lattice_scale"])
         model = build_model(cfg, max_atoms, mean, std, seed)
         probe = torch.randperm(len(crystals), generator=torch.Generator().manual_seed(seed))[:256].tolist()
         model.sigma_hat.copy_(estimate_sigma_hat(model, [collate([crystals[i] for i in probe])], seed))
