@@ -42,8 +42,7 @@ def main(argv=None) -> int:
         structure_fingerprint_matminer,
     )
     from harness.parallel import ProcessExecutor
-    from harness.records import load_record
-    from harness.samples import record_samples
+    from harness.records import load_record, record_samples
 
     record = load_record(args.record / "record.json")
     samples = record_samples(args.record, record)

@@ -78,9 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
     import torch
 
-    from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record
+    from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, record_samples
     from harness.relaxer import PROTOCOL_RELAXER
-    from harness.samples import record_samples
     from harness.stability.agreement import relaxer_agreement
     from harness.stability.mp_reference import load_shipped_mp_hull
     from harness.stability.relax import RelaxSettings, load_relaxer, relax_batched

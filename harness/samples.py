@@ -91,25 +91,6 @@ def read_run_samples(path: Path, n_samples: int) -> list[Sample]:
     return slots
 
 
-def record_samples(run_dir: str | Path, record: dict, *, data_dir: str | Path | None = None,
-                   external_dir: str | Path | None = None) -> list[Sample]:
-    """A record's samples in sample order: its own samples file beside it, or, for an external set, the posted file
-    its ``files.posted_samples`` names (read through the set's manifest, sha256 verified: ``harness.external``)."""
-    files = record["files"]
-    if files.get("samples"):
-        return read_run_samples(Path(run_dir) / files["samples"], record["n_samples"])
-    posted = files.get("posted_samples")
-    if not posted:
-        raise SampleFileError(f"{run_dir}: the record names neither a samples file nor a posted one")
-    from harness.external import PostedFileError, read_posted_samples
-
-    samples = read_posted_samples(posted, external_dir=external_dir, data_dir=data_dir)
-    if len(samples) != record["n_samples"]:
-        raise PostedFileError(f"{run_dir}: {posted['file']} holds {len(samples):,} samples, the record "
-                              f"{record['n_samples']:,}")
-    return samples
-
-
 def structures_to_extxyz(samples: Sequence[Sample]) -> str:
     """The constructed samples as extended XYZ text, each frame tagged with its sample index."""
     from ase.io import write
