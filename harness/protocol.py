@@ -14,7 +14,19 @@ from types import MappingProxyType
 #      calibrated in results/benchmarks/mp_hull_calibration.json; the dataset's own hull stays as --hull dataset.
 #      MP-20 novelty is judged against val + train_recovered (4,590 of the 27,136 training structures).
 #      Only stable_rate, metastable_rate, novel_rate, sun_rate and the costs derived from them can differ.
-PROTOCOL_VERSION = "1.2"
+# 1.3: compositional validity on SMACT 2.2.1's data and Pauling rule (harness/data/smact_2.2.1_elements.json), the
+#      release CDVAE pins; 1.2 used SMACT's oxidation_states_smact14 and a Pauling test that skipped like-charge
+#      pairs with a missing electronegativity. Only comp_valid, valid, wdist_density, wdist_num_elems, sg_jsd and
+#      sg_jsd_symmcd can differ (coverage is over every fingerprinted sample, stability over the seeded subset).
+PROTOCOL_VERSION = "1.3"
+FIRST_VERSION = "1.0"
+
+# What each version changed, named by the re-score that carries a record over it from the version before
+# (`bench rescore`): "stability" recomputes E_hull, stability, novelty and S.U.N. from the stored relaxed energies
+# (harness/stability/rescore.py); "validity" recomputes compositional validity and the metrics over the valid
+# samples from the per-sample table (harness/rescore_validity.py).
+PROTOCOL_CHANGES = MappingProxyType({"1.1": "stability", "1.2": "stability", "1.3": "validity"})
+RESCORES = ("stability", "validity")
 
 
 @dataclass(frozen=True)
@@ -147,3 +159,45 @@ def novelty_split_name(dataset: str, split: str | None) -> str:
         if part and part not in parts:
             parts.append(part)
     return "+".join(parts)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def pending_changes(version: str, *, has_stability: bool) -> tuple[tuple[str, str], ...]:
+    """(version, re-score) of the protocol changes after ``version`` that apply to a record, oldest first: a
+    stability change applies only to a record with stability results. Refuses a version newer than this one."""
+    if _version_key(version) > _version_key(PROTOCOL_VERSION):
+        raise ValueError(f"protocol {version} is newer than this xtalbench's {PROTOCOL_VERSION}: upgrade xtalbench")
+    return tuple(
+        (changed, rescore) for changed, rescore in sorted(PROTOCOL_CHANGES.items(), key=lambda kv: _version_key(kv[0]))
+        if _version_key(changed) > _version_key(version) and (rescore != "stability" or has_stability)
+    )
+
+
+def needs_rescore(version: str, rescore: str, *, has_stability: bool) -> bool:
+    """Whether the next protocol change a record at ``version`` lacks is one ``rescore`` applies."""
+    pending = pending_changes(version, has_stability=has_stability)
+    return bool(pending) and pending[0][1] == rescore
+
+
+def version_after_rescore(version: str, rescore: str, *, has_stability: bool) -> str:
+    """The protocol version a record at ``version`` reaches when ``rescore`` re-scores it: past each pending change
+    of that kind, up to the first pending change of another kind (the current version when none is left).
+
+    Raises ``ValueError`` when a change of another kind must be applied first (the changes apply in order)."""
+    if rescore not in RESCORES:
+        raise ValueError(f"unknown re-score {rescore!r}; the protocol's: {', '.join(RESCORES)}")
+    pending = pending_changes(version, has_stability=has_stability)
+    for k, (changed, kind) in enumerate(pending):
+        if kind == rescore:
+            continue
+        later = [v for v, other in pending[k:] if other == rescore]
+        if later:
+            raise ValueError(f"protocol {changed} changed {kind} before {later[0]} changed {rescore}: "
+                             f"re-score {kind} first")
+        versions = [FIRST_VERSION, *sorted(PROTOCOL_CHANGES, key=_version_key)]
+        reached = versions[versions.index(changed) - 1]
+        return max(version, reached, key=_version_key)
+    return PROTOCOL_VERSION

@@ -27,7 +27,16 @@ from harness.metrics.validity import comp_validity, min_interatomic_distance, st
 from harness.parallel import Executor
 from harness.protocol import MIN_INTERATOMIC_DISTANCE, MIN_VOLUME, N_WDIST_SAMPLES, SG_SYMPREC, family_keys
 
-__all__ = ["TABLE_COLUMNS", "describe_sample", "evaluate"]
+__all__ = [
+    "COMP_INVALID_REASON",
+    "TABLE_COLUMNS",
+    "describe_sample",
+    "evaluate",
+    "is_valid",
+    "valid_sample_metrics",
+    "validity_rates",
+    "with_comp_reason",
+]
 
 TABLE_COLUMNS = (
     "formula",
@@ -60,6 +69,15 @@ def describe_sample(structure) -> dict:
     }
 
 
+COMP_INVALID_REASON = "not charge balanced (SMACT)"
+_FINGERPRINT_REASON = "fingerprint failed: "
+
+
+def is_valid(struct_valid, comp_valid, fingerprint_error) -> bool:
+    """CDVAE's valid: structurally and compositionally valid, and fingerprinted (no fingerprint error)."""
+    return bool(struct_valid and comp_valid and fingerprint_error is None)
+
+
 def _validity_reason(row: dict) -> str | None:
     reasons = []
     if row.get("construct_error"):
@@ -72,10 +90,20 @@ def _validity_reason(row: dict) -> str | None:
         else:
             reasons.append(f"atoms {row['min_distance']:.3g} Å apart (< {MIN_INTERATOMIC_DISTANCE})")
     if not row["comp_valid"]:
-        reasons.append("not charge balanced (SMACT)")
+        reasons.append(COMP_INVALID_REASON)
     if row.get("fingerprint_error"):
-        reasons.append(f"fingerprint failed: {row['fingerprint_error']}")
+        reasons.append(f"{_FINGERPRINT_REASON}{row['fingerprint_error']}")
     return "; ".join(reasons) or None
+
+
+def with_comp_reason(reason: str | None, comp_valid: bool) -> str | None:
+    """A constructed sample's ``validity_reason`` with the compositional part as ``comp_valid`` now says: where
+    ``_validity_reason`` puts it (after the structural part, before a fingerprint failure), or taken out."""
+    parts = [part for part in (reason or "").split("; ") if part and part != COMP_INVALID_REASON]
+    if not comp_valid:
+        at = next((k for k, part in enumerate(parts) if part.startswith(_FINGERPRINT_REASON)), len(parts))
+        parts.insert(at, COMP_INVALID_REASON)
+    return "; ".join(parts) or None
 
 
 def _describe_all(samples, executor, timeout_s) -> list[dict]:
@@ -167,7 +195,7 @@ def evaluate(
     fp_ok = fps.ok
     for row, error in zip(rows, fps.errors):
         row["fingerprint_error"] = error if (error and not row.get("construct_error")) else None
-        row["valid"] = bool(row["struct_valid"] and row["comp_valid"] and error is None)
+        row["valid"] = is_valid(row["struct_valid"], row["comp_valid"], error)
         row["validity_reason"] = _validity_reason(row)
     table = pd.DataFrame(rows, index=pd.Index([s.index for s in samples], name="index"))
     table = table.reindex(columns=list(TABLE_COLUMNS)).astype(
@@ -180,10 +208,6 @@ def evaluate(
             "spacegroup": "Int64",
         }
     )
-    struct_flags = table["struct_valid"].to_numpy(bool)
-    comp_flags = table["comp_valid"].to_numpy(bool)
-    valid_flags = table["valid"].to_numpy(bool)
-
     cov_recall, cov_precision = cov.coverage(
         fps.struct[fp_ok],
         fps.comp[fp_ok],
@@ -197,27 +221,15 @@ def evaluate(
     times["coverage"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    valid_positions = np.flatnonzero(valid_flags)
-    subset = dist.wdist_subset(valid_positions, seed=seed, n=N_WDIST_SAMPLES)
-    chosen = list(subset.indices)
-    ref_density = reference.density[np.isfinite(reference.density)]
-    wdist_density = dist.wdist(table["density"].to_numpy(float)[chosen], ref_density)
-    wdist_num_elems = dist.wdist(table["num_elems"].to_numpy(float)[chosen], reference.num_elems)
-    valid_sg = table["spacegroup"].to_numpy()[valid_positions].astype(np.int64)
-    sg_jsd = sym.sg_jsd(valid_sg, reference.spacegroup)
-    sg_jsd_symmcd = sym.sg_jsd_symmcd(valid_sg, reference.spacegroup_symmcd)
+    distances, valid_info = valid_sample_metrics(table, reference, seed=seed)
     times["distributions_symmetry"] = time.perf_counter() - start
 
+    rates = validity_rates(table)
     metrics = {
-        "struct_valid": _rate(struct_flags),
-        "comp_valid": _rate(comp_flags),
-        "valid": _rate(valid_flags),
+        **rates,
         "cov_recall": cov_recall,
         "cov_precision": cov_precision,
-        "wdist_density": wdist_density,
-        "wdist_num_elems": wdist_num_elems,
-        "sg_jsd": sg_jsd,
-        "sg_jsd_symmcd": sg_jsd_symmcd,
+        **distances,
     }
     fp_failures = Counter(e for e in table["fingerprint_error"] if e)
     describe_failures = Counter(r["describe_error"] for r in rows if r.get("describe_error"))
@@ -225,18 +237,9 @@ def evaluate(
     info = {
         "n_samples": len(samples),
         "n_constructed": int(sum(s.structure is not None for s in samples)),
-        "n_valid": int(valid_flags.sum()),
+        "n_valid": valid_info["n_valid"],
         "valid_definition": "struct_valid and comp_valid and fingerprint computed (CDVAE)",
-        "wdist": {
-            "seed": seed,
-            "rng": "numpy.random.default_rng(seed).choice(n_valid, size, replace=False) over valid samples "
-            "in index order",
-            "subset_size": len(chosen),
-            "requested": subset.requested,
-            "n_valid": subset.n_valid,
-            "note": subset.note,
-            "n_reference": int(ref_density.size),
-        },
+        "wdist": valid_info["wdist"],
         "coverage": {
             "struct_cutoff": struct_cutoff,
             "comp_cutoff": comp_cutoff,
@@ -251,7 +254,7 @@ def evaluate(
             "samples": SG_SYMPREC,
             "test_sg_jsd": SG_SYMPREC,
             "test_sg_jsd_symmcd": 0.01,
-            "n_valid_samples_used": int(valid_sg.size),
+            "n_valid_samples_used": valid_info["n_valid_samples_used"],
         },
         "featurizer_versions": featurizer_versions(),
         "structure_fingerprint_impl": structure_fingerprint_impl(),
@@ -271,3 +274,44 @@ def evaluate(
         "wall_seconds": times,
     }
     return FamilyResult(metrics, table, info)
+
+
+def validity_rates(table: pd.DataFrame) -> dict[str, float | None]:
+    """``struct_valid``, ``comp_valid`` and ``valid``: the fractions of the per-sample table's rows (every requested
+    sample) whose flag is set."""
+    return {key: _rate(table[key].to_numpy(bool)) for key in ("struct_valid", "comp_valid", "valid")}
+
+
+def valid_sample_metrics(table: pd.DataFrame, reference, *, seed: int) -> tuple[dict[str, float | None], dict]:
+    """The metrics over the valid samples of the per-sample table (its ``valid``, ``density``, ``num_elems`` and
+    ``spacegroup`` columns, rows in sample order) against the reference split's features: ``wdist_density`` and
+    ``wdist_num_elems`` on the seeded subset, ``sg_jsd`` and ``sg_jsd_symmcd`` on all of them; plus what the
+    record's details say of them (``n_valid``, the ``wdist`` block, ``n_valid_samples_used``)."""
+    valid_positions = np.flatnonzero(table["valid"].to_numpy(bool))
+    subset = dist.wdist_subset(valid_positions, seed=seed, n=N_WDIST_SAMPLES)
+    chosen = list(subset.indices)
+    ref_density = reference.density[np.isfinite(reference.density)]
+    wdist_density = dist.wdist(table["density"].to_numpy(float)[chosen], ref_density)
+    wdist_num_elems = dist.wdist(table["num_elems"].to_numpy(float)[chosen], reference.num_elems)
+    valid_sg = table["spacegroup"].to_numpy()[valid_positions].astype(np.int64)
+    metrics = {
+        "wdist_density": wdist_density,
+        "wdist_num_elems": wdist_num_elems,
+        "sg_jsd": sym.sg_jsd(valid_sg, reference.spacegroup),
+        "sg_jsd_symmcd": sym.sg_jsd_symmcd(valid_sg, reference.spacegroup_symmcd),
+    }
+    info = {
+        "n_valid": int(valid_positions.size),
+        "wdist": {
+            "seed": seed,
+            "rng": "numpy.random.default_rng(seed).choice(n_valid, size, replace=False) over valid samples "
+            "in index order",
+            "subset_size": len(chosen),
+            "requested": subset.requested,
+            "n_valid": subset.n_valid,
+            "note": subset.note,
+            "n_reference": int(ref_density.size),
+        },
+        "n_valid_samples_used": int(valid_sg.size),
+    }
+    return metrics, info

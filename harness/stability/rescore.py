@@ -57,17 +57,19 @@ def rescore_run(
     run_dir: str | Path, *, hull: Hull | None = None, data_dir: str | Path | None = None, progress: bool = True,
     write: bool = True,
 ) -> dict[str, Any]:
-    """Re-score ``run_dir``'s stability on ``hull`` (default: the shipped MP hull) as the current protocol.
+    """Re-score ``run_dir``'s stability on ``hull`` (default: the shipped MP hull), carrying the record past the
+    protocol's pending stability changes (``protocol.version_after_rescore``).
 
     Returns the new record (written with the per-sample table unless ``write`` is false). A record without
-    stability, or whose table lacks relaxed energies, raises ``RescoreError`` naming it.
+    stability, whose table lacks relaxed energies, or that needs another re-score first, raises ``RescoreError``
+    naming it.
     """
     import pandas as pd
 
     from harness.costs import cost_metrics
     from harness.datasets import load_split
     from harness.io import atomic_write
-    from harness.protocol import METASTABLE_EHULL, PROTOCOL_VERSION, STABLE_EHULL, novelty_split_name
+    from harness.protocol import METASTABLE_EHULL, STABLE_EHULL, novelty_split_name, version_after_rescore
     from harness.provenance import git_state
     from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, write_record
     from harness.stability import select_subset, train_split_info
@@ -80,6 +82,10 @@ def rescore_run(
     info = (record.get("details") or {}).get("stability")
     if not info or record["metrics"].get("n_relaxed") is None:
         raise RescoreError(f"{record_path}: the record has no stability results to re-score")
+    try:
+        to_protocol = version_after_rescore(record["protocol_version"], "stability", has_stability=True)
+    except ValueError as error:
+        raise RescoreError(f"{record_path}: {error}") from None
     table_path = run_dir / record.get("files", {}).get("per_sample", PER_SAMPLE_NAME)
     if not table_path.exists():
         raise RescoreError(f"{table_path}: the per-sample table is missing")
@@ -154,7 +160,9 @@ def rescore_run(
                       if isinstance(err, str) and err.startswith("no reference for element")})
     history = list(info.get("rescored", []))
     history.append({
+        "rescore": "stability",
         "from_protocol": record["protocol_version"],
+        "to_protocol": to_protocol,
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_state().get("commit"),
         "previous_hull": {k: info["hull"].get(k) for k in ("name", "sha256", "source")},
@@ -179,7 +187,7 @@ def rescore_run(
         record["data"] = {**record["data"], "novelty_sha256": train.sha256}
     record["details"] = {**record["details"], "stability": info}
     record["metrics"] = metrics
-    record["protocol_version"] = PROTOCOL_VERSION
+    record["protocol_version"] = to_protocol
     if write:
         atomic_write(table_path, lambda p: table.to_parquet(p))
         write_record(run_dir, record)
