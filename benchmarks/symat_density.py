@@ -270,7 +270,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--latents", type=int, default=1000, help="latents per source in the decode-only table"
     )
-    parser.add_argument("--refit-epochs", type=int, default=500, help="epochs of the lattice head refit")
+    parser.add_argument("--refit-epochs", type=int, default=2000, help="epochs of the lattice head refit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--data-dir", default=None)
