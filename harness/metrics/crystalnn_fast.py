@@ -5,7 +5,8 @@ algorithm: one Voronoi tessellation per site on exactly the points pymatgen's ``
 the ``CrystalNN`` weights and the preset's ``LocalStructOrderParams`` vectorised with numpy.
 
 Exactness: every dot product goes through ``np.matmul`` on (1×3)·(3×1) stacks, which calls the same BLAS
-``ddot`` as pymatgen's ``np.dot``/``np.inner`` (checked once per process), so coordinates, Voronoi input,
+``ddot`` as pymatgen's ``np.dot``/``np.inner``, and Cartesian coordinates go through whichever row product
+equals pymatgen's per-vector ``np.dot`` on this CPU (both checked once per process), so coordinates, Voronoi input,
 weights and the arguments of every ``acos`` are bitwise pymatgen's. ``np.arccos`` differs from ``math.acos``
 by an ulp, so angles near a threshold an order parameter compares against are redone with ``math.acos``. What
 remains is summation order and ulp-level ``exp``/``cos`` differences (~1e-15). Anything outside this path
@@ -110,15 +111,40 @@ def _norm(a: np.ndarray) -> np.ndarray:
     return np.sqrt(_rowdot(a, a))  # np.linalg.norm of a 1-D vector is sqrt(x.dot(x))
 
 
+def _sum_rows(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``rows @ matrix`` as three products summed left to right, without fused multiply-adds."""
+    return (rows[:, 0:1] * matrix[0] + rows[:, 1:2] * matrix[1]) + rows[:, 2:3] * matrix[2]
+
+
+def _gemm_rows(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    return rows @ matrix
+
+
+@lru_cache(maxsize=1)
+def _cartesian_rows():
+    """The vectorised product that reproduces pymatgen's per-vector ``np.dot(frac, matrix)`` here, or None.
+
+    OpenBLAS chooses its kernels by CPU: on some a matrix product equals the per-row vector product bit for
+    bit, on others (an AMD EPYC, for one) the matrix kernel fuses multiply-adds and the vector kernel does not.
+    """
+    rng = np.random.default_rng(0)
+    rows, matrix = rng.normal(size=(97, 3)), rng.normal(size=(3, 3)) * 5
+    single = np.array([np.dot(row, matrix) for row in rows])
+    for product in (_gemm_rows, _sum_rows):
+        if np.array_equal(product(rows, matrix), single):
+            return product
+    return None
+
+
 @lru_cache(maxsize=1)
 def _bitwise_blas() -> bool:
-    """Whether ``_rowdot`` and ``rows @ matrix`` reproduce pymatgen's per-vector ``np.dot`` here."""
+    """Whether ``_rowdot`` and one of the row products reproduce pymatgen's per-vector ``np.dot`` here."""
     rng = np.random.default_rng(0)
-    a, b, matrix = rng.normal(size=(97, 3)), rng.normal(size=(97, 3)), rng.normal(size=(3, 3)) * 5
+    a, b = rng.normal(size=(97, 3)), rng.normal(size=(97, 3))
     dots = _rowdot(a[:, None, :], b[None, :, :])
     return bool(
         all(dots[i, j] == np.dot(a[i], b[j]) for i in range(0, 97, 7) for j in range(97))
-        and all(np.array_equal(np.dot(row, matrix), cart) for row, cart in zip(a, a @ matrix))
+        and _cartesian_rows() is not None
     )
 
 
@@ -209,7 +235,7 @@ def _voronoi_faces(context: _Context, i: int):
                 context.frac, centre, cutoff, zip_results=False
             )
             order = np.argsort(dists, kind="stable")
-            points = np.asarray(fracs)[order] @ context.matrix
+            points = _cartesian_rows()(np.asarray(fracs)[order], context.matrix)
             return (points, np.asarray(sites)[order], *_cell_faces(Voronoi(points), points))
         except RuntimeError as exc:  # QhullError or an unbounded cell: VoronoiNN doubles the cutoff
             if cutoff >= context.max_cutoff:
