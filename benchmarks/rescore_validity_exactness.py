@@ -3,6 +3,7 @@ per-sample table must give back its committed metrics bit for bit (protocol 1.3,
 
     XTALBENCH_DATA=/work/shared/datasets python benchmarks/rescore_validity_exactness.py RUN_DIR... [--all results]
 
+Run it on records not yet re-scored (e.g. ``git archive <commit> results | tar -x -C DIR``, then ``--all DIR/results``).
 The old rule is the compositional validity xtalbench scored with before 223a052 (SMACT's installed
 ``oxidation_states_smact14``, a Pauling test that skipped like-charge pairs with a missing electronegativity),
 loaded from git at ``223a052^`` and used here only. Each record is re-scored without writing, every metric forced
@@ -34,6 +35,12 @@ def old_rule():
     return module.comp_validity
 
 
+def _label(run_dir: Path) -> str:
+    """``results/<dataset>/<plugin>/<run>``, also for a copy of the committed records outside the checkout."""
+    parts = run_dir.parts
+    return "/".join(parts[len(parts) - 1 - parts[::-1].index("results"):]) if "results" in parts else str(run_dir)
+
+
 def check(run_dir: Path, rule, data_dir) -> dict:
     """The forced re-score under ``rule`` against the committed record, and what the protocol's rule changes."""
     import json
@@ -57,7 +64,7 @@ def check(run_dir: Path, rule, data_dir) -> dict:
     protocol_seconds = time.perf_counter() - start
     last = protocol["details"]["metrics"]["rescored"][-1]
     return {
-        "record": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
+        "record": _label(run_dir),
         "protocol_version": committed["protocol_version"],
         "n_samples": committed["n_samples"],
         "old_rule": {
