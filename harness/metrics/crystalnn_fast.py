@@ -116,10 +116,6 @@ def _sum_rows(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (rows[:, 0:1] * matrix[0] + rows[:, 1:2] * matrix[1]) + rows[:, 2:3] * matrix[2]
 
 
-def _gemm_rows(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    return rows @ matrix
-
-
 @lru_cache(maxsize=1)
 def _cartesian_rows():
     """The vectorised product that reproduces pymatgen's per-vector ``np.dot(frac, matrix)`` here, or None.
@@ -130,7 +126,7 @@ def _cartesian_rows():
     rng = np.random.default_rng(0)
     rows, matrix = rng.normal(size=(97, 3)), rng.normal(size=(3, 3)) * 5
     single = np.array([np.dot(row, matrix) for row in rows])
-    for product in (_gemm_rows, _sum_rows):
+    for product in (np.matmul, _sum_rows):
         if np.array_equal(product(rows, matrix), single):
             return product
     return None
