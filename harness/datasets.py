@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from harness import paths
 from harness.cards import BUILTIN_CARDS, DatasetCard, Split, SplitFile
 from harness.io import atomic_write, sha256_file
@@ -125,6 +127,40 @@ def read_cif_csv(path: Path, column: str = "cif") -> tuple[list[str], list[str]]
     return frame[column].tolist(), ids
 
 
+def read_split_column(split: Split, column: str) -> np.ndarray:
+    """A numeric column of a loaded split's file(s), aligned with ``split.structures`` (float64; NaN where a file has
+    no such column, e.g. MP-20's ``train_recovered`` carries no properties, or a cell is empty). A file with a
+    different row count than its part of the split, or a cell that is not a number, is a clear error naming the file
+    and row; a column that no part holds at all is refused."""
+    import pandas as pd
+
+    sizes = split.part_sizes or [len(split)]
+    if len(sizes) != len(split.files):
+        raise DatasetError(f"split {split.name!r}: {len(split.files)} file(s) for {len(sizes)} part(s)")
+    parts, found = [], False
+    for path, size in zip(split.files, sizes, strict=True):
+        frame = pd.read_csv(path, usecols=lambda name: name == column, dtype=str, keep_default_na=False)
+        if len(frame.columns) == 0:
+            parts.append(np.full(size, np.nan))
+            continue
+        found = True
+        if len(frame) != size:
+            raise DatasetError(f"{path}: {len(frame)} rows of {column!r}, but the split holds {size} structures")
+        values = np.full(size, np.nan)
+        for row, text in enumerate(frame[column].tolist()):
+            if text.strip() == "":
+                continue
+            try:
+                values[row] = float(text)
+            except ValueError:
+                raise DatasetError(f"{path}: row {row + 2} (CSV line): {column} {text!r} is not a number") from None
+        parts.append(values)
+    if not found:
+        raise DatasetError(f"split {split.dataset}:{split.name}: no file has a {column!r} column "
+                           f"({', '.join(map(str, split.files))})")
+    return np.concatenate(parts)
+
+
 def split_head_csv(path: Path, n: int) -> bytes:
     """The first ``n`` rows of a split file as CSV bytes (``material_id``, ``cif``; ``\\n`` line ends): the rows of a
     sample file such as the ``data-<dataset>-val-first1000`` external sets, byte for byte."""
@@ -228,6 +264,7 @@ __all__ = [
     "load_split_file",
     "parse_cif",
     "read_cif_csv",
+    "read_split_column",
     "split_head_csv",
     "split_status",
 ]

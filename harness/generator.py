@@ -103,6 +103,11 @@ class Generator(ABC):
         """The checkpoint shipped for ``self.dataset``, if any."""
         return None
 
+    def default_task_checkpoint(self, task: str) -> Path | None:
+        """The checkpoint shipped for ``task`` on ``self.dataset`` (a conditional model is its own checkpoint);
+        the unconditional task's is :meth:`default_checkpoint`."""
+        return self.default_checkpoint() if task == "unconditional" else None
+
     def shipment(self) -> Shipment | None:
         """What ``bench train --ship`` copies where; None: this generator ships no trained checkpoint."""
         return None

@@ -245,7 +245,7 @@ TASKS = MappingProxyType({
                  TaskMetric("n_relaxed", "count", None, "n relaxed"),
                  TaskMetric("n_stable", "count", None, "n stable"),
                  TaskMetric("n_metastable", "count", None, "n metastable")),
-        record_block="task.conditional.targets[].metrics", run_path=False),
+        record_block="task.conditional.targets[].metrics", run_path=True),
     OPTIMISE: TaskSpec(
         OPTIMISE, "1.0", "optimise test materials' latents for a property; SR5/SR10/SR15 by an oracle "
         "(CDVAE's procedure; SyMat sec. 4.3, table 2)",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.cli.common import add_evaluation_args, evaluation_request
 from harness.protocol import TIERS
-from harness.tasks import TASKS, UNCONDITIONAL
+from harness.tasks import CONDITIONAL, TASKS, UNCONDITIONAL
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,8 @@ def register(subparsers) -> None:
                         help=f"full: {full.n_samples:,} samples, {full.n_relax:,} relaxed; quick: {quick.n_samples:,} "
                              f"and {quick.n_relax:,} (smoke runs)")
     parser.add_argument("--n-samples", type=int, default=None,
-                        help="a custom number of samples instead of a tier (recorded as tier 'custom', never ranked)")
+                        help="a custom number of samples instead of a tier (recorded as tier 'custom', never ranked); "
+                             "with --task conditional, per target (the protocol's 1,000 is tier full; quick: 100)")
     parser.add_argument("--n-relax", type=int, default=None, help="with --n-samples: relaxed subset size (default n/10)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--checkpoint", type=Path, default=None, help="weights (default: the plugin's shipped ones)")
@@ -54,10 +55,51 @@ def run(args) -> int:
         evaluation=evaluation_request(args),
         n_samples=args.n_samples, n_relax=args.n_relax,
     )
+    if args.task == CONDITIONAL:
+        return _run_conditional(args)
     record = run_generator(request)
     _print_summary(record)
     print(record)
     return 0
+
+
+def _run_conditional(args) -> int:
+    """The conditional task: every target's samples relaxed on the MP hull; one record for the run."""
+    from harness.cli.common import fail
+    from harness.conditional import ConditionalRequest, run_conditional
+    from harness.registry import get_registry
+    from harness.tasks import resolve_request
+
+    spec = get_registry().generator_spec(args.plugin)
+    task_request = resolve_request(args.task, args.target, plugin=args.plugin, declared=spec.tasks,
+                                   dataset=args.dataset)
+    if args.relaxer != "chgnet" or (args.hull not in (None, "mp")) or not args.stability:
+        return fail("the conditional task fixes its evaluation: CHGNet relaxation on the Materials Project hull "
+                    "(no --relaxer, --hull or --no-stability)")
+    if args.n_relax is not None:
+        return fail("the conditional task relaxes every sample of every target; --n-relax does not apply")
+    n = args.n_samples if args.n_samples is not None else (1_000 if args.tier == "full" else 100)
+    request = ConditionalRequest(
+        plugin=args.plugin, dataset=args.dataset, targets=task_request.targets, seed=args.seed, n_per_target=n,
+        checkpoint=args.checkpoint, batch_size=args.batch_size, out=args.out, results_dir=args.results,
+        device=args.device, workers=args.workers, progress=args.progress, data_dir=args.data_dir)
+    record = run_conditional(request)
+    _print_conditional(record)
+    print(record)
+    return 0
+
+
+def _print_conditional(record_path: Path) -> None:
+    import json
+
+    record = json.loads(Path(record_path).read_text())
+    block = record["task"]["conditional"]
+    for target in block["targets"]:
+        m, achieved = target["metrics"], target["details"]["achieved"]["metastable"]
+        median = "-" if achieved["median"] is None else f"{achieved['median']:.3f}"
+        print(f"  target {target['value']:+.2f} {block['unit']}: stable {m['stable_rate']:.3f}, metastable "
+              f"{m['metastable_rate']:.3f} ({m['n_relaxed']} relaxed); metastable samples' median "
+              f"{block['property']} {median}")
 
 
 def _task_refusal(args) -> str | None:

@@ -32,6 +32,16 @@ def register(subparsers) -> None:
     parser.add_argument("--resume-from", type=Path, default=None, metavar="CHECKPOINT",
                         help="continue this resumable checkpoint (e.g. the shipped plugins/<plugin>/checkpoints/"
                              "<dataset>.pt) when --out holds none of its own")
+    parser.add_argument("--condition", default=None, metavar="COLUMN",
+                        help="train a property-conditioned model on the split's rows labelled in COLUMN (e.g. "
+                             "formation_energy_per_atom; rows without a label are left out); needs a preset whose "
+                             "network takes a property (SymmBFN: cpu-conditional)")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                        help="start a fresh run from this checkpoint's weights and data statistics (a fine-tune; a "
+                             "conditioning input the source lacks starts at zero)")
+    parser.add_argument("--ship-as", default=None, metavar="NAME",
+                        help="with --ship: ship as NAME.pt / NAME.manifest.json and curves under "
+                             "results/training/<plugin>/NAME (default: the dataset's name)")
     parser.add_argument("--ship", action="store_true",
                         help="after every periodic checkpoint and at the end, copy the resumable checkpoint and its "
                              "manifest to the plugin's checkpoints/<dataset>.pt and .manifest.json, and the loss "
@@ -51,6 +61,12 @@ def run(args) -> int:
 
     if (args.ship_checkpoints or args.ship_curves) and not args.ship:
         return fail("--ship-checkpoints and --ship-curves say where --ship copies to; add --ship")
+    if args.ship_as and not args.ship:
+        return fail("--ship-as names what --ship writes; add --ship")
+    if args.init_from and args.resume_from:
+        return fail("--init-from starts a fresh fine-tune, --resume-from continues a checkpoint: give one")
+    if args.init_from and not args.init_from.exists():
+        return fail(f"--init-from {args.init_from}: no such file")
     if args.resume_from and not args.resume:
         return fail("--resume-from continues a checkpoint; it cannot go with --fresh")
     configure_threads(args.threads)
@@ -67,22 +83,26 @@ def run(args) -> int:
     if args.resume_from and not args.resume_from.exists():
         return fail(f"--resume-from {args.resume_from}: no such file")
     out = args.out or Path("runs") / "train" / args.plugin / args.dataset
-    curves = args.ship_curves or default_curves_dir(args.plugin, args.dataset)
+    shipped_name = args.ship_as or args.dataset
+    curves = args.ship_curves or default_curves_dir(args.plugin, shipped_name)
     split = load_split(args.dataset, args.train_split, args.data_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.resume_from:
-        if continue_from(shipment, out, args.resume_from, args.dataset, args.ship_checkpoints, curves):
+        if continue_from(shipment, out, args.resume_from, shipped_name, args.ship_checkpoints, curves):
             print(f"continuing {args.resume_from}", flush=True)
         else:
             print(f"{out / shipment.checkpoint} exists: resuming it, not {args.resume_from}", flush=True)
 
     def ship_now() -> None:
-        shipped = ship(shipment, out, args.dataset, args.ship_checkpoints, curves)
+        shipped = ship(shipment, out, shipped_name, args.ship_checkpoints, curves)
         print(f"shipped {shipped[0]} (+{len(shipped) - 1} files)", flush=True)
 
     config = {"preset": args.preset, "max_epochs": args.epochs, "max_minutes": args.max_minutes,
               "device": resolve_device(args.device), "batch_size": args.batch_size, "resume": args.resume,
-              "checkpoint_minutes": args.checkpoint_minutes, "on_checkpoint": ship_now if args.ship else None}
+              "checkpoint_minutes": args.checkpoint_minutes, "on_checkpoint": ship_now if args.ship else None,
+              "condition": args.condition, "init_from": args.init_from}
+    if (args.condition or args.init_from) and not getattr(generator, "training_module", ""):
+        return fail(f"{args.plugin} does not train through the shared loop, so --condition/--init-from do not apply")
     result = generator.train(split, config, out, args.seed)
     if args.ship:
         with stop_on_signals():  # a signal now waits for the copies to finish (a second one stops them)

@@ -81,6 +81,7 @@ class Batch:
     types: torch.Tensor
     ops: torch.Tensor
     node_mask: torch.Tensor
+    prop: torch.Tensor | None = None  # (B,) conditioning labels (conditional training only)
 
 
 def lattice_constraints(groups, stats: DataStats, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,6 +104,7 @@ def make_batch(packed: PackedCrystals, stats: DataStats, device) -> Batch:
         tensor(packed.space_group, torch.long), tensor(k, torch.float32), mask, fixed,
         tensor(packed.frac_coords, torch.float32), tensor(np.maximum(packed.atomic_numbers - 1, 0), torch.long),
         tensor(packed.site_ops, torch.long), tensor(packed.mask, torch.bool),
+        None if packed.prop is None else tensor(packed.prop, torch.float32),
     )
 
 

@@ -94,10 +94,12 @@ class PackedCrystals:
     frac_coords: np.ndarray  # (B, N, 3) in [0, 1)
     site_ops: np.ndarray  # (B, N, 15) int: index of the operation on each axis
     mask: np.ndarray  # (B, N) bool
+    prop: np.ndarray | None = None  # (B,) float32: each crystal's conditioning label (conditional training only)
 
 
-def pack(crystals: list[AsymmetricCrystal]) -> PackedCrystals:
-    """Pad a list of crystals into arrays; the site-symmetry one-hot becomes one operation index per axis."""
+def pack(crystals: list[AsymmetricCrystal], props: np.ndarray | None = None) -> PackedCrystals:
+    """Pad a list of crystals into arrays; the site-symmetry one-hot becomes one operation index per axis.
+    ``props``: one conditioning label per crystal, carried along as ``prop``."""
     n_max = max(len(c.representatives) for c in crystals)
     b = len(crystals)
     sg = np.array([c.space_group for c in crystals], dtype=np.int64)
@@ -112,4 +114,8 @@ def pack(crystals: list[AsymmetricCrystal]) -> PackedCrystals:
             x[i, j] = rep.frac_coords
             ops[i, j] = np.argmax(rep.site_symmetry, axis=1)
             mask[i, j] = True
-    return PackedCrystals(sg, k, z, x, ops, mask)
+    if props is not None:
+        props = np.asarray(props, dtype=np.float32)
+        if props.shape != (b,):
+            raise ValueError(f"{len(props)} labels for {b} crystals")
+    return PackedCrystals(sg, k, z, x, ops, mask, props)

@@ -38,6 +38,13 @@ class AsymmetricGenerator(Generator):
         path = self.checkpoint_dir / f"{self.dataset}.pt"
         return path if path.exists() else None
 
+    def default_task_checkpoint(self, task: str) -> Path | None:
+        """``<dataset>-<task>.pt`` beside the unconditional ``<dataset>.pt`` (``bench train --ship-as``)."""
+        if task == "unconditional":
+            return self.default_checkpoint()
+        path = self.checkpoint_dir / f"{self.dataset}-{task}.pt"
+        return path if path.exists() else None
+
     def load(self, checkpoint: Path | None = None, device: str | None = None) -> None:
         path = Path(checkpoint) if checkpoint else self.default_checkpoint()
         if path is None:

@@ -53,7 +53,8 @@ def subset(packed: PackedCrystals, index: np.ndarray) -> PackedCrystals:
     """Rows ``index`` of a packed set, trimmed to the largest representative count among them."""
     n = max(int(packed.mask[index].sum(1).max()), 1)
     return PackedCrystals(packed.space_group[index], packed.k[index], packed.atomic_numbers[index, :n],
-                          packed.frac_coords[index, :n], packed.site_ops[index, :n], packed.mask[index, :n])
+                          packed.frac_coords[index, :n], packed.site_ops[index, :n], packed.mask[index, :n],
+                          None if packed.prop is None else packed.prop[index])
 
 
 def size_bucketed_batches(packed: PackedCrystals, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -79,6 +80,54 @@ def load_model_file(kind: ModelKind, path: Path, device: str = "cpu") -> tuple[t
     model = kind.build(preset, kind.stats_from_dict(payload["stats"]))
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload.get("manifest", {})
+
+
+def transfer_weights(source: torch.nn.Module, target: torch.nn.Module) -> dict[str, str]:
+    """Copy ``source``'s weights into ``target`` (a fine-tune's starting point); returns what happened to each
+    tensor of ``target`` that was not copied as it is. A tensor whose input width grew (the conditioning input of
+    a network that gained a property embedding) keeps the old columns and gets zeros in the new ones, so the
+    fine-tune starts from exactly the source's function; any other shape difference is refused."""
+    theirs = source.state_dict()
+    mine = target.state_dict()
+    notes = {}
+    for name, tensor in mine.items():
+        if name not in theirs:
+            raise ValueError(f"the source checkpoint has no {name!r}: its network is not this one's")
+        old = theirs[name]
+        if old.shape == tensor.shape:
+            mine[name] = old.clone()
+        elif old.dim() == 2 and old.shape[0] == tensor.shape[0] and old.shape[1] < tensor.shape[1]:
+            grown = torch.zeros_like(tensor)
+            grown[:, : old.shape[1]] = old
+            mine[name] = grown
+            notes[name] = f"input width {old.shape[1]} -> {tensor.shape[1]}, new columns zero"
+        else:
+            raise ValueError(f"{name}: shape {tuple(old.shape)} in the source, {tuple(tensor.shape)} here")
+    extra = sorted(set(theirs) - set(mine))
+    if extra:
+        raise ValueError(f"the source checkpoint has tensors this network lacks: {', '.join(extra[:5])}")
+    target.load_state_dict(mine)
+    return notes
+
+
+def conditioning_of(preset) -> bool:
+    """Whether a preset's network takes a property (SymmBFN's ``property_conditioning``; SymmCD has none)."""
+    return bool(getattr(preset.network, "property_conditioning", False))
+
+
+def labelled_crystals(converted, split, condition: str) -> tuple[list, np.ndarray, dict]:
+    """The encoded crystals of ``split`` that carry a finite ``condition`` label, their labels, and counts."""
+    from harness.datasets import read_split_column
+
+    labels = read_split_column(split, condition)
+    keep = [i for i, crystal in enumerate(converted.crystals) if crystal is not None and np.isfinite(labels[i])]
+    info = {"property": condition, "labels": "dataset_dft", "column": condition, "labelled_crystals": len(keep),
+            "unlabelled_skipped": int(sum(1 for c, v in zip(converted.crystals, labels) if c is not None
+                                          and not np.isfinite(v))),
+            "label_mean": float(labels[keep].mean()) if keep else None,
+            "label_min": float(labels[keep].min()) if keep else None,
+            "label_max": float(labels[keep].max()) if keep else None}
+    return [converted.crystals[i] for i in keep], labels[keep], info
 
 
 def refreshed_stats(kind: ModelKind, saved, fresh, path: Path):
@@ -141,8 +190,11 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
 
     ``config``: ``preset`` (default "cpu"), ``batch_size``, ``device``, ``max_epochs``, ``max_minutes`` (time box of
     this call), ``resume`` (continue from ``out_dir/last.pt`` when it exists), ``checkpoint_minutes`` (default: the
-    preset's), ``on_checkpoint`` (called with no arguments after each periodic checkpoint). SIGTERM or SIGINT stops
-    it at the next batch with a checkpoint.
+    preset's), ``on_checkpoint`` (called with no arguments after each periodic checkpoint), ``condition`` (a split
+    column, e.g. ``formation_energy_per_atom``: train a property-conditioned network on the crystals labelled with
+    it; the preset must take a property), ``init_from`` (a checkpoint whose weights and data statistics a fresh run
+    starts from: a fine-tune; see :func:`transfer_weights`). SIGTERM or SIGINT stops it at the next batch with a
+    checkpoint.
     """
     from harness.generator import TrainResult, resolve_device
     from harness.io import atomic_write, atomic_write_json
@@ -154,19 +206,49 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
     max_seconds = 60.0 * config["max_minutes"] if config.get("max_minutes") else float("inf")
     on_checkpoint = config.get("on_checkpoint") or (lambda: None)
 
+    condition = config.get("condition")
+    init_from = Path(config["init_from"]) if config.get("init_from") else None
     converted = convert_split(split)
-    crystals = converted.valid()
-    packed = pack(crystals)
+    condition_info = None
+    if condition:
+        crystals, labels, condition_info = labelled_crystals(converted, split, condition)
+        if not crystals:
+            raise ValueError(f"{split.dataset}:{split.name}: no encoded crystal carries a {condition!r} label")
+        packed = pack(crystals, labels)
+    else:
+        crystals = converted.valid()
+        packed = pack(crystals)
     last_path = out_dir / "last.pt"
     state = None
+    init_info = None
     if config.get("resume") and last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=False)
         preset = kind.preset_from_dict(state["preset"])
+        saved = state.get("manifest", {})
+        if (saved.get("condition") or {}).get("property") != condition:
+            raise ValueError(f"{last_path} was trained with condition {(saved.get('condition') or {}).get('property')!r}, "
+                             f"not {condition!r} (start over with --fresh, or train into another --out)")
         model, _ = load_model_file(kind, last_path, device)
-        model.stats = refreshed_stats(kind, model.stats, kind.make_stats(packed), last_path)
+        init_info = saved.get("init_from")
+        if init_info is None:  # a fine-tune keeps its source's statistics (normalisation, priors) on purpose
+            model.stats = refreshed_stats(kind, model.stats, kind.make_stats(packed), last_path)
         model.train()
+    elif init_from is not None:
+        source, source_manifest = load_model_file(kind, init_from, device)
+        model = build_model(kind, preset, source.stats, seed).to(device)
+        grown = transfer_weights(source, model)
+        from harness.io import sha256_file
+
+        init_info = {"path": init_from.name, "sha256": sha256_file(init_from), "epochs": source_manifest.get("epochs"),
+                     "splits": source_manifest.get("splits"), "grown": grown,
+                     "stats": "the source's (its lattice normalisation and sampling priors)"}
+        del source
     else:
         model = build_model(kind, preset, kind.make_stats(packed), seed).to(device)
+    if conditioning_of(preset) != bool(condition):
+        raise ValueError(f"preset {preset.name!r} " + ("takes a property: give a condition (--condition COLUMN)"
+                                                       if conditioning_of(preset) else
+                                                       f"takes no property, so it cannot be conditioned on {condition!r}"))
     max_epochs = config.get("max_epochs") or preset.optim.max_epochs
     optim = preset.optim
     checkpoint_seconds = 60.0 * (optim.checkpoint_minutes if config.get("checkpoint_minutes") is None
@@ -196,6 +278,8 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
             "schema_version": CHECKPOINT_MANIFEST_VERSION,
             "generator": kind.generator, "dataset": split.dataset, "splits": split.name, "data_sha256": split.sha256,
             "crystals_used": len(crystals), "crystals_failed_conversion": len(converted.failures),
+            **({"condition": condition_info} if condition_info else {}),
+            **({"init_from": init_info} if init_info else {}),
             "representation_code_version": CODE_VERSION, "tolerances": list(converted.tolerances),
             "preset": preset.name, "preset_config": preset.to_dict(), "epochs": epoch, "device": device,
             "wall_seconds": round(wall(), 1),
@@ -224,7 +308,8 @@ def train(kind: ModelKind, split, config: dict[str, Any], out_dir: Path, seed: i
             batches_index = size_bucketed_batches(packed, optim.batch_size, order_rng)
             for index in batches_index:
                 batch = kind.make_batch(subset(packed, index), model.stats, device)
-                losses = model.loss(batch, noise_gen)
+                losses = (model.loss(batch, noise_gen) if batch.prop is None
+                          else model.loss(batch, noise_gen, prop=batch.prop))
                 optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)

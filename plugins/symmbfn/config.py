@@ -61,7 +61,23 @@ PRESETS = {
         FlowConfig(),
         OptimConfig(batch_size=128, max_epochs=400, plateau_patience=15, checkpoint_minutes=3.0),
     ),
+    # The cpu network with the property embedding (issue 24): fine-tuned from the unconditional cpu checkpoint
+    # (`bench train --condition formation_energy_per_atom --init-from ...`), so a lower learning rate and floor.
+    "cpu-conditional": Preset(
+        "cpu-conditional",
+        NetworkConfig(hidden=128, layers=4, embedding=64, property_conditioning=True),
+        FlowConfig(),
+        OptimConfig(lr=3e-4, batch_size=128, max_epochs=2000, plateau_patience=15, min_lr=5e-5,
+                    checkpoint_minutes=3.0),
+    ),
     # For tests only.
+    "tiny-conditional": Preset(
+        "tiny-conditional",
+        NetworkConfig(hidden=16, layers=1, embedding=8, edge_frequencies=2, node_frequencies=2,
+                      property_conditioning=True),
+        FlowConfig(),
+        OptimConfig(batch_size=8, max_epochs=1, plateau_patience=1, checkpoint_minutes=3.0),
+    ),
     "tiny": Preset(
         "tiny",
         NetworkConfig(hidden=16, layers=1, embedding=8, edge_frequencies=2, node_frequencies=2),

@@ -51,6 +51,25 @@ class SymmBFNGenerator(AsymmetricGenerator):
                 out[position] = structure
         return out
 
+    def sample_conditional(self, n: int, target, seed: int, batch_size: int = 256) -> list:
+        """``n`` structures conditioned on ``target`` (formation energy per atom, eV/atom): the same draws of space
+        group and size as :meth:`sample` for the seed, with the target fed to the network's property embedding
+        (SymmBFN sec. 3.1). Needs a conditional checkpoint (``<dataset>-conditional.pt``)."""
+        if self.model is None:
+            self.load(self.default_task_checkpoint("conditional"), self.device)
+        if not self.model.net.config.property_conditioning:
+            raise ValueError(f"the loaded SymmBFN checkpoint ({getattr(self, 'checkpoint_path', '?')}) takes no "
+                             "property; load a conditional one (bench train --condition ...)")
+        if target.property not in self.conditioned_on():
+            raise ValueError(f"this checkpoint is conditioned on {self.conditioned_on() or 'nothing'}, not "
+                             f"{target.property!r}")
+        return self.sample(n, seed, batch_size, prop=float(target.value))
+
+    def conditioned_on(self) -> tuple[str, ...]:
+        """The property the loaded checkpoint was trained with (its manifest's ``condition``), if any."""
+        condition = (self.manifest or {}).get("condition") or {}
+        return (condition["property"],) if condition.get("property") else ()
+
     def sampling_settings(self) -> dict[str, Any]:
         mask = self.model.stats.type_mask(NUM_TYPES) if self.model is not None else None
         return {"steps": self.n_steps, "space_group_prior": "training marginal",
@@ -58,4 +77,5 @@ class SymmBFNGenerator(AsymmetricGenerator):
                 "element_mask": (f"the {int(mask.sum())} elements of the training data" if mask is not None
                                  else "none (the checkpoint holds no element counts)"),
                 "occupied_positions": ("the nearest free Wyckoff position of the same site symmetry"
-                                       if self.avoid_occupied else "as generated")}
+                                       if self.avoid_occupied else "as generated"),
+                **({"conditioned_on": list(self.conditioned_on())} if self.conditioned_on() else {})}

@@ -15,6 +15,7 @@ def xtalbench_register_generators(register):
             paper="Ruple, Torresi, Schopmans, Friederich: Symmetry-Aware Bayesian Flow Networks for Crystal "
             "Generation (arXiv:2502.03146)",
             datasets=("mp20", "perov5", "carbon24"),
+            tasks=("unconditional", "conditional"),
             description="BFN over space group, lattice k and the asymmetric unit (atom types, coordinates, site "
             "symmetries); 100 sampling steps.",
         )
