@@ -18,6 +18,7 @@ from harness.leaderboard import (
     Board,
     Row,
     Section,
+    TaskTable,
     build_boards,
     table_cells,
 )
@@ -280,6 +281,19 @@ def _section(section: Section, level: int, files: RunFiles) -> list[str]:
     return out
 
 
+def _task_table(table: TaskTable) -> str:
+    """A task section's table in the boards' style (a row of a paper's figures marked *published*)."""
+    head = "".join(f'<th scope="col" data-type="text"><button type="button">{esc(h)}</button></th>'
+                   for h in table.headers)
+    rows = []
+    for order, cells in enumerate(table.rows):
+        kind = "published" if "(published)" in cells[0] else "measured"
+        rows.append(f'<tr class="{kind}" data-order="{order}"><th scope="row">{inline(cells[0])}</th>'
+                    + "".join(f"<td>{inline(c)}</td>" for c in cells[1:]) + "</tr>")
+    return (f'<div class="scroll"><table class="board"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
+            "</tbody></table></div>")
+
+
 KEY = ('<p class="key"><span class="published">(published)</span>a paper\'s own figures, never ranked '
        '<span class="external">(external)</span>another model\'s posted samples, evaluated here '
        '<span class="best"><strong>bold</strong></span>best value of its column among the ranked rows. '
@@ -296,6 +310,9 @@ def board_page(board: Board, boards: list[Board], files: RunFiles) -> str:
                  "<ul>" + "".join(f"<li>{inline(s)}</li>" for s in board.sources) + "</ul>"]
     for section in board.others:
         body += _section(section, 2, files)
+    for table in board.tasks:
+        body += [f"<h2>{inline(table.heading)}</h2>", *(f"<p>{inline(p)}</p>" for p in table.intro),
+                 _task_table(table)]
     rows = [row for section in (board.main, *board.others) for row in section.rows if files.plots(row)]
     if rows:
         body.append("<h2>Plots</h2><p>Each run's valid samples against the test split, from its report.</p>")

@@ -218,3 +218,27 @@ def test_a_conditional_run_writes_a_valid_record_per_target(conditional_checkpoi
     assert table["target"].tolist() == [-2.8] and "formation_energy_per_atom" in table.columns
     assert main(argv) == 0  # complete: the same command returns the same record
     assert load_record(out / "record.json")["created"] == record["created"]
+
+
+def test_the_board_shows_conditional_records_in_their_own_section_only(conditional_checkpoint, toy_mp20):
+    import shutil
+
+    from harness.leaderboard import build_boards, render_board
+    from harness.leaderboard_html import RunFiles, board_page
+
+    record = toy_mp20 / "result" / "record.json"
+    if not record.exists():
+        pytest.skip("needs the conditional run above")
+    results = toy_mp20 / "board" / "results"
+    (results / "mp20" / "symmbfn" / "conditional-run").mkdir(parents=True)
+    shutil.copy(record, results / "mp20" / "symmbfn" / "conditional-run" / "record.json")
+    board = next(b for b in build_boards(results, toy_mp20 / "board" / "leaderboards") if b.dataset == "mp20")
+    assert not any(row.entry is not None for row in board.main.rows)  # never a row of the unconditional board
+    (table,) = board.tasks
+    ours = [row for row in table.rows if row[0] == "symmbfn"]
+    assert [row[2] for row in ours] == ["-2.8"] and ours[0][1] == "custom (1)"
+    assert [row[2] for row in table.rows if row[0] == "SymmBFN *(published)*"] == ["-0.5", "-2.8", "-4.0", "none"]
+    markdown = render_board(board)
+    assert "## Conditioned generation (not ranked)" in markdown and "[record](" in markdown
+    page = board_page(board, [board], RunFiles(results, toy_mp20 / "board" / "site"))
+    assert "<h2>Conditioned generation (not ranked)</h2>" in page and "<td>-2.8</td>" in page

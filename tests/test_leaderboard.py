@@ -34,10 +34,11 @@ def split_cells(line: str) -> list[str]:
     return [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
 
 
-def tables(markdown: str) -> list[list[list[str]]]:
-    """Every table in ``markdown`` as rows of cells (header first, separator dropped)."""
+def tables(markdown: str, tasks: bool = False) -> list[list[list[str]]]:
+    """Every table in ``markdown`` as rows of cells (header first, separator dropped); without ``tasks``, only those
+    before the task sections (conditioned generation, tested in test_conditional.py)."""
     found, current = [], None
-    for line in markdown.splitlines():
+    for line in (markdown if tasks else markdown.split("\n## Conditioned generation")[0]).splitlines():
         if line.startswith("|"):
             if current is None:
                 current = []
