@@ -242,3 +242,14 @@ def test_the_board_shows_conditional_records_in_their_own_section_only(condition
     assert "## Conditioned generation (not ranked)" in markdown and "[record](" in markdown
     page = board_page(board, [board], RunFiles(results, toy_mp20 / "board" / "site"))
     assert "<h2>Conditioned generation (not ranked)</h2>" in page and "<td>-2.8</td>" in page
+
+
+def test_bench_report_draws_the_achieved_values_against_the_targets(conditional_checkpoint, toy_mp20, capsys):
+    out = toy_mp20 / "result"
+    if not (out / "record.json").exists():
+        pytest.skip("needs the conditional run above")
+    assert main(["report", str(out), "--data-dir", str(toy_mp20 / "data")]) == 0
+    report = (out / "report.md").read_text()
+    assert "| custom (1)" in report and "![achieved formation energy against each target]" in report
+    assert "Training labels: 12 values, median -1.85" in report  # the toy val split's made-up labels
+    assert (out / "conditional_formation_energy.png").read_bytes()[:4] == b"\x89PNG"

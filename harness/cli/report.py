@@ -37,6 +37,17 @@ def run(args: argparse.Namespace) -> int:
         record = load_record(record_path)
     except RecordError as exc:
         return fail(str(exc))
+    from harness.tasks import CONDITIONAL, record_task
+
+    if record_task(record) == CONDITIONAL:
+        from harness.report_conditional import write_conditional_report
+
+        result = write_conditional_report(record_path, args.data_dir)
+        for path in (result.markdown, *result.plots):
+            print(f"wrote {path}")
+        for note in result.notes:
+            print(f"note: {note}")
+        return 0
     reference = None
     if args.reference:
         try:

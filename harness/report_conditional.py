@@ -1,0 +1,144 @@
+"""``bench report`` for a conditional record: the achieved formation energy against each target (the SymmBFN paper's
+figure 3) beside the training labels, and report.md with the per-target table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.io import atomic_write, atomic_write_text
+from harness.records import load_record
+
+PLOT_NAME = "conditional_formation_energy.png"
+
+
+@dataclass(frozen=True)
+class ConditionalReport:
+    markdown: Path
+    plots: tuple[Path, ...]
+    notes: tuple[str, ...] = ()
+
+
+def training_labels(record: dict[str, Any], data_dir: str | Path | None = None) -> np.ndarray | None:
+    """The labels the conditional model was trained on (the condition column of its training splits), when the
+    split files are at hand; None otherwise."""
+    from harness.datasets import DatasetError, load_split, read_split_column
+
+    manifest = (record.get("checkpoint") or {}).get("manifest") or {}
+    condition = (manifest.get("condition") or {}).get("column")
+    splits = manifest.get("splits")
+    if not condition or not splits:
+        return None
+    try:
+        values = read_split_column(load_split(record["dataset"], splits, data_dir), condition)
+    except DatasetError:
+        return None
+    return values[np.isfinite(values)]
+
+
+def plot_achieved(table: pd.DataFrame, targets: list[float], labels: np.ndarray | None, path: Path,
+                  title: str) -> Path:
+    """One panel per target: the achieved formation energy of the metastable and of all relaxed samples, the target
+    as a line, the training labels as a grey outline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = table["formation_energy_per_atom"].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    low = min([*targets, *(finite.tolist() or [0.0]), *(labels.tolist() if labels is not None else [])])
+    high = max([*targets, *(finite.tolist() or [0.0]), *(labels.tolist() if labels is not None else [])])
+    bins = np.linspace(np.floor(low * 2) / 2, np.ceil(high * 2) / 2, 61)
+    fig, axes = plt.subplots(len(targets), 1, figsize=(7, 1.9 * len(targets) + 0.6), sharex=True, squeeze=False)
+    for ax, target in zip(axes[:, 0], targets, strict=True):
+        rows = table[table["target"] == target]
+        achieved = rows["formation_energy_per_atom"].to_numpy(dtype=float)
+        meta = rows["metastable"].to_numpy(dtype=bool)
+        ok = np.isfinite(achieved)
+        if labels is not None and len(labels):
+            ax.hist(labels, bins=bins, density=True, histtype="step", color="0.6", label="training labels (DFT)")
+        if ok.any():
+            ax.hist(achieved[ok], bins=bins, density=True, alpha=0.35, color="tab:blue",
+                    label=f"all relaxed ({int(ok.sum())})")
+        if (ok & meta).any():
+            ax.hist(achieved[ok & meta], bins=bins, density=True, alpha=0.7, color="tab:orange",
+                    label=f"metastable ({int((ok & meta).sum())})")
+        ax.axvline(target, color="black", linestyle="--", label=f"target {target:g}")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[-1, 0].set_xlabel("formation energy per atom (eV/atom): relaxed CHGNet minus MP elemental references",
+                           fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+    return path
+
+
+def write_conditional_report(record_path: str | Path, data_dir: str | Path | None = None) -> ConditionalReport:
+    """``report.md`` and the achieved-against-target plot beside a conditional record."""
+    from harness.leaderboard import CONDITIONAL_HEADERS, _summary_cells
+    from harness.leaderboard import format_value as fmt
+
+    record_path = Path(record_path)
+    record = load_record(record_path)
+    run_dir = record_path.parent
+    block = record["task"]["conditional"]
+    table = pd.read_parquet(run_dir / record["files"]["per_sample"]) if record["files"].get("per_sample") else None
+    notes = []
+    plots = []
+    labels = training_labels(record, data_dir)
+    if labels is None:
+        notes.append("the training labels are not at hand (split files or the manifest's condition missing): "
+                     "the plot shows the samples alone")
+    title = f"{record['plugin']['name']} on {record['dataset']}: conditioned on {block['property']}"
+    if table is not None:
+        plots.append(plot_achieved(table, [t["value"] for t in block["targets"]], labels, run_dir / PLOT_NAME, title))
+    manifest = (record.get("checkpoint") or {}).get("manifest") or {}
+    lines = [f"# Conditional run `{record['run_id']}`", "",
+             f"- Generator: {record['plugin']['name']} {record['plugin']['version']}; checkpoint "
+             f"`{(record.get('checkpoint') or {}).get('path')}` (sha256 {str((record.get('checkpoint') or {}).get('sha256'))[:12]}…), "
+             f"{manifest.get('epochs', '?')} epochs",
+             f"- Task `{record['task']['name']}` {record['task']['version']}: {block['property']} ({block['unit']}); "
+             f"labels `{block['labels']}`, evaluation `{block['evaluation']}`",
+             f"- Tier {record['tier']}: {record['n_samples']:,} samples over {len(block['targets'])} target(s), seed "
+             f"{record['seeds']['sample']} at every target",
+             f"- Generation {record['timings'].get('generation_s') or 0:.0f} s, evaluation "
+             f"{record['timings'].get('evaluation_s') or 0:.0f} s, peak {record['timings'].get('peak_tree_rss_gb')} GB",
+             ""]
+    if (manifest.get("init_from") or {}).get("epochs") is not None:
+        source = manifest["init_from"]
+        lines += [f"The conditional network was fine-tuned from the {source['epochs']}-epoch unconditional checkpoint "
+                  f"(sha256 {source['sha256'][:12]}…) with the property input's new weights starting at zero, on "
+                  f"{(manifest.get('condition') or {}).get('labelled_crystals', '?'):,} labelled crystals.", ""]
+    headers = [h for h in CONDITIONAL_HEADERS if h not in ("model", "trained", "links")]
+    rows = []
+    for target in block["targets"]:
+        m, d = target["metrics"], target.get("details") or {}
+        rows.append([f"{record['tier']} ({target['n_samples']:,})", f"{target['value']:+.1f}",
+                     fmt(m["stable_rate"], "rate"), fmt(m["metastable_rate"], "rate"), fmt(d.get("sun_rate"), "rate"),
+                     f"{fmt(d.get('struct_valid_rate'), 'rate')} / {fmt(d.get('comp_valid_rate'), 'rate')}",
+                     *_summary_cells((d.get("achieved") or {}).get("metastable"))])
+    from tabulate import tabulate
+
+    lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    lines += ["Achieved formation energy of all relaxed samples (whatever their E_hull):", ""]
+    rows = []
+    for target in block["targets"]:
+        achieved = ((target.get("details") or {}).get("achieved") or {}).get("all_relaxed")
+        rows.append([f"{target['value']:+.1f}", *_summary_cells(achieved)])
+    lines += [tabulate(rows, headers=["target (eV/atom)", "median [IQR]", "mean abs. dev. from target", "within 0.5"],
+                       tablefmt="github", disable_numparse=True), ""]
+    if labels is not None:
+        lines += [f"Training labels: {len(labels):,} values, median {np.median(labels):.2f}, 5th–95th percentile "
+                  f"{np.percentile(labels, 5):.2f} to {np.percentile(labels, 95):.2f} eV/atom.", ""]
+    if plots:
+        lines += [f"![achieved formation energy against each target]({PLOT_NAME})", ""]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return ConditionalReport(path, tuple(plots), tuple(notes))
