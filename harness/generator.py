@@ -98,6 +98,11 @@ class Generator(ABC):
     def sample(self, n: int, seed: int, batch_size: int) -> list[Structure | None]:
         """Generate ``n`` structures, deterministically for a given ``seed``."""
 
+    # The optional training settings this generator's train() acts on (bench train refuses the others): "condition"
+    # (train a property-conditioned model or a property predictor on a split column) and "init_from" (fine-tune from
+    # a checkpoint).
+    train_options: tuple[str, ...] = ()
+
     # Optional hooks with safe defaults.
     def default_checkpoint(self) -> Path | None:
         """The checkpoint shipped for ``self.dataset``, if any."""

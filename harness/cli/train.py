@@ -76,6 +76,9 @@ def run(args) -> int:
     from harness.training import continue_from, default_curves_dir, ship, stop_on_signals
 
     generator = get_registry().generator(args.plugin, args.dataset)
+    for option, given in (("condition", args.condition), ("init_from", args.init_from)):
+        if given and option not in generator.train_options:
+            return fail(f"{args.plugin} does not support --{option.replace('_', '-')} in training")
     shipment = generator.shipment()
     if shipment is None and (args.ship or args.resume_from):
         option = "--ship" if args.ship else "--resume-from"
@@ -101,8 +104,6 @@ def run(args) -> int:
               "device": resolve_device(args.device), "batch_size": args.batch_size, "resume": args.resume,
               "checkpoint_minutes": args.checkpoint_minutes, "on_checkpoint": ship_now if args.ship else None,
               "condition": args.condition, "init_from": args.init_from}
-    if (args.condition or args.init_from) and not getattr(generator, "training_module", ""):
-        return fail(f"{args.plugin} does not train through the shared loop, so --condition/--init-from do not apply")
     result = generator.train(split, config, out, args.seed)
     if args.ship:
         with stop_on_signals():  # a signal now waits for the copies to finish (a second one stops them)

@@ -14,6 +14,7 @@ class AsymmetricGenerator(Generator):
     ``load_model_file(path, device)``, and whose checkpoints ship in ``<plugin>/checkpoints/<dataset>.pt``."""
 
     training_module: str = ""  # e.g. "plugins.symmbfn.training"
+    train_options = ("condition", "init_from")  # the shared loop's (plugins._asymmetric.training.train)
     label: str = ""  # the model's name in messages
 
     def __init__(self, dataset: str):

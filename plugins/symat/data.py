@@ -33,9 +33,11 @@ class Batch:
     type_crystal: torch.Tensor  # (K,)
     type_counts: torch.Tensor  # (K,) n_i
     lattice_params: torch.Tensor  # (B, 6) lengths and angles
+    y: torch.Tensor | None = None  # (B,) property labels, NaN where a crystal has none (property training only)
 
     def to(self, device: str) -> Batch:
-        return Batch(**{k: getattr(self, k).to(device) for k in self.__dataclass_fields__})
+        return Batch(**{k: None if getattr(self, k) is None else getattr(self, k).to(device)
+                        for k in self.__dataclass_fields__})
 
 
 def from_structure(structure) -> CrystalTensors:
@@ -46,8 +48,9 @@ def from_structure(structure) -> CrystalTensors:
     return CrystalTensors(numbers, frac, lattice)
 
 
-def collate(crystals: list[CrystalTensors]) -> Batch:
-    """Concatenate crystals and compute their composition and lattice targets."""
+def collate(crystals: list[CrystalTensors], y=None) -> Batch:
+    """Concatenate crystals and compute their composition and lattice targets; ``y``: one property label per crystal
+    (NaN for none)."""
     from plugins.symat.graph import lattice_params
     from plugins.symat.nets import MAX_Z
 
@@ -76,6 +79,7 @@ def collate(crystals: list[CrystalTensors]) -> Batch:
         type_crystal=torch.tensor(type_crystal, dtype=torch.long),
         type_counts=torch.tensor(type_counts, dtype=torch.long),
         lattice_params=lattice_params(lattices.double()).float(),
+        y=None if y is None else torch.as_tensor(y, dtype=torch.float32),
     )
 
 

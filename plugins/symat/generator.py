@@ -20,6 +20,7 @@ class SyMatGenerator(Generator):
 
     name = "symat"
     version = "0.2"
+    train_options = ("condition", "init_from")
 
     def __init__(self, dataset: str, steps_per_level: int | None = None, step_size: float | None = None):
         super().__init__(dataset)
@@ -76,11 +77,24 @@ class SyMatGenerator(Generator):
             self.load(None, resolve_device(None))
         return sample(self.model, n, seed, max(1, batch_size), self._settings())
 
+    def optimise(self, starts, request, seed: int) -> list[list]:
+        """Task ``optimise``: the starts' latents stepped along the latent property predictor, decoded at
+        ``request.decode_steps`` (``plugins.symat.optimise``); the predictor's values at those steps are kept in
+        ``self.predicted_at_decodes`` for the record (diagnosis only, never the score)."""
+        from plugins.symat.optimise import optimise
+
+        if self.model is None:
+            self.load(None, resolve_device(None))
+        decodes, self.predicted_at_decodes = optimise(self.model, starts, request, seed, self._settings(),
+                                                      progress=getattr(self, "progress", False))
+        return decodes
+
     def sampling_settings(self) -> dict[str, Any]:
         settings = self._settings().as_dict()
         if self.model is not None:
             cfg = self.model.cfg
             settings |= {
+                **({"property_predictor": cfg["property"]} if cfg.get("property") else {}),
                 "num_levels": cfg["num_levels"],
                 "sigma_max": cfg["sigma_max"],
                 "sigma_min": cfg["sigma_min"],

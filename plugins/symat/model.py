@@ -14,6 +14,8 @@ from plugins.symat.nets import EdgeScoreModel, SyMatVAE
 
 # Appendix D.1 loss weights.
 LOSS_WEIGHTS = {"k": 1.0, "elements": 30.0, "counts": 1.0, "lattice": 10.0, "kl": 0.01, "score": 10.0}
+# The latent property predictor's loss weight (CDVAE's cost_property): mean squared error of the standardised label.
+PROPERTY_WEIGHT = 1.0
 
 
 def noise_levels(sigma_max: float, sigma_min: float, num: int) -> torch.Tensor:
@@ -26,6 +28,10 @@ class SyMat(nn.Module):
 
     ``cfg["lattice_scale"]``: the lattice decoder regresses lengths / N^(1/3) (see ``data.per_atom_lengths``);
     checkpoints written before it existed lack the key and keep regressing plain lengths.
+
+    ``cfg["property"]`` (a dataset column, with ``property_mean`` / ``property_std``): a predictor of that property
+    from the latent z, trained jointly (CDVAE's ``fc_property``), which the optimisation task steps the latents
+    along (``plugins.symat.optimise``).
     """
 
     def __init__(self, cfg: dict, max_atoms: int, lattice_mean, lattice_std):
@@ -38,6 +44,19 @@ class SyMat(nn.Module):
         self.register_buffer("sigma_hat", torch.ones(cfg["num_levels"]))  # set by estimate_sigma_hat
         self.register_buffer("lattice_mean", torch.tensor(lattice_mean, dtype=torch.float32))
         self.register_buffer("lattice_std", torch.tensor(lattice_std, dtype=torch.float32))
+        self.property_head = None
+        if cfg.get("property"):
+            from plugins.symat.nets import mlp
+
+            self.property_head = mlp(cfg["latent_a"] + cfg["latent_l"], cfg["mlp_hidden"], 1)
+
+    @property
+    def property_name(self) -> str | None:
+        return self.cfg.get("property") if self.property_head is not None else None
+
+    def predict_property(self, z: torch.Tensor) -> torch.Tensor:
+        """The property predicted from latents z (B, latent), in the label's unit."""
+        return self.property_head(z)[:, 0] * self.cfg["property_std"] + self.cfg["property_mean"]
 
     # ----- VAE -----
     def lattice_items(self, params: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
@@ -58,7 +77,15 @@ class SyMat(nn.Module):
         lattice_target = (
             self.lattice_items(batch.lattice_params, batch.num_atoms) - self.lattice_mean
         ) / self.lattice_std
-        return {
+        extra = {}
+        if self.property_head is not None and batch.y is not None:
+            labelled = torch.isfinite(batch.y)
+            if labelled.any():
+                target = (batch.y[labelled] - self.cfg["property_mean"]) / self.cfg["property_std"]
+                extra["property"] = F.mse_loss(self.property_head(z)[labelled, 0], target)
+            else:
+                extra["property"] = torch.zeros((), device=z.device)
+        parts = {
             "k": F.cross_entropy(self.vae.mlp_k(z_a), k_target),
             "elements": F.binary_cross_entropy_with_logits(self.vae.mlp_e(z_a), batch.element_set),
             "counts": F.cross_entropy(
@@ -67,6 +94,7 @@ class SyMat(nn.Module):
             "lattice": F.mse_loss(self.vae.mlp_l(z_l), lattice_target),
             "kl": (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)).mean(),
         }
+        return {**parts, **extra}
 
     # ----- coordinate score model -----
     def perturb(self, batch: Batch, levels: torch.Tensor, generator: torch.Generator | None):
@@ -110,7 +138,7 @@ class SyMat(nn.Module):
     def losses(self, batch: Batch, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         parts = self.vae_losses(batch, generator)
         parts["score"] = self.score_loss(batch, generator)
-        parts["total"] = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+        parts["total"] = sum((PROPERTY_WEIGHT if k == "property" else LOSS_WEIGHTS[k]) * v for k, v in parts.items())
         return parts
 
 

@@ -14,6 +14,9 @@ _COMMON = {
     # lattice decoder regresses lengths / N^(1/3), decoded lengths are multiplied by the decoded N^(1/3): the
     # authors' code (divelab/AIRS OpenMat/SyMat configs, lattice_scale=True); issue 23
     "lattice_scale": True,
+    # a fine-tune from a shipped checkpoint (bench train --init-from, e.g. adding the latent property predictor)
+    # starts at this learning rate instead of lr
+    "finetune_lr": 3e-4,
 }
 
 PRESETS: dict[str, dict] = {
@@ -61,6 +64,10 @@ MODEL_KEYS = (
     "sigma_max",
     "sigma_min",
     "lattice_scale",
+    # the latent property predictor (optional; absent from checkpoints without one)
+    "property",
+    "property_mean",
+    "property_std",
 )
 
 

@@ -126,17 +126,34 @@ def langevin(
 
 def sample(model: SyMat, n: int, seed: int, batch_size: int, settings: LangevinSettings) -> list:
     """``n`` pymatgen Structures (``None`` where a sample cannot be built), deterministic for (n, seed)."""
+    latent = model.vae.latent_a + model.vae.latent_l
+    return _from_latents(model, n, seed, batch_size, settings,
+                         lambda g, m: torch.randn((m, latent), generator=g))
+
+
+def structures_from_latents(model: SyMat, z: torch.Tensor, seed: int, batch_size: int,
+                            settings: LangevinSettings) -> list:
+    """Decode given latents (e.g. optimised ones) into Structures: the composition and lattice from z, the
+    coordinates by Langevin dynamics whose noise comes from (seed, chunk) streams as in :func:`sample`."""
+    z = z.detach().cpu()
+    return _from_latents(model, len(z), seed, batch_size, settings, lambda g, m, _z=z: None, given=z)
+
+
+def _from_latents(model: SyMat, n: int, seed: int, batch_size: int, settings: LangevinSettings, draw,
+                  given: torch.Tensor | None = None) -> list:
     from pymatgen.core import Lattice, Structure
 
     device = next(model.parameters()).device
-    latent = model.vae.latent_a + model.vae.latent_l
     per_batch = CHUNK * max(1, -(-batch_size // CHUNK))
     out: list = []
     for start in range(0, n, per_batch):
         size = min(per_batch, n - start)
         chunks = [(c, min(CHUNK, size - c)) for c in range(0, size, CHUNK)]
         gens = [batch_generator(seed, (start + c) // CHUNK) for c, _ in chunks]
-        z = torch.cat([torch.randn((m, latent), generator=g) for g, (_, m) in zip(gens, chunks, strict=True)])
+        if given is None:
+            z = torch.cat([draw(g, m) for g, (_, m) in zip(gens, chunks, strict=True)])
+        else:
+            z = given[start : start + size]
         decoded = decode(model, z.to(device))
         keep = [b for b in range(size) if decoded.ok[b]]
         results: list = [None] * size

@@ -20,6 +20,7 @@ from plugins.symat.data import collate, from_structure, lattice_stats
 from plugins.symat.model import LOSS_WEIGHTS, SyMat, estimate_sigma_hat
 
 COMPONENTS = ("total", *LOSS_WEIGHTS)
+PROPERTY_COMPONENTS = (*COMPONENTS, "property")
 CHECKPOINT_FORMAT = "symat-ckpt-1"
 
 
@@ -34,7 +35,7 @@ def model_payload(model: SyMat) -> dict[str, Any]:
     """What :func:`load_model` needs: settings, dataset statistics and float32 weights."""
     return {
         "format": CHECKPOINT_FORMAT,
-        "cfg": {k: model.cfg[k] for k in presets.MODEL_KEYS},
+        "cfg": {k: model.cfg[k] for k in presets.MODEL_KEYS if model.cfg.get(k) is not None},
         "max_atoms": model.max_atoms,
         "lattice_mean": model.lattice_mean.tolist(),
         "lattice_std": model.lattice_std.tolist(),
@@ -52,6 +53,30 @@ def load_model(path: Path, device: str = "cpu") -> tuple[SyMat, dict]:
     return model.to(device).eval(), payload
 
 
+def start_from(path: Path, condition: str | None, labels) -> tuple[SyMat, dict]:
+    """A fine-tune's model: ``path``'s weights, statistics and sigma-hat, plus a new latent property predictor for
+    ``condition`` (standardised by the finite ``labels``) when one is asked for; returns (model, init_from info)."""
+    import numpy as np
+
+    from harness.io import sha256_file
+
+    source, _ = load_model(path)
+    cfg = dict(source.cfg)
+    if condition:
+        finite = np.asarray(labels, dtype=float)
+        finite = finite[np.isfinite(finite)]
+        cfg |= {"property": condition, "property_mean": float(finite.mean()),
+                "property_std": float(max(finite.std(), 1e-6))}
+    model = SyMat(cfg, source.max_atoms, source.lattice_mean.tolist(), source.lattice_std.tolist())
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("property_head.") for key in missing):
+        raise ValueError(f"{path}: its weights do not fit this model (missing {missing}, unexpected {unexpected})")
+    manifest_path = path.with_name(path.stem + ".manifest.json")
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    return model, {"path": path.name, "sha256": sha256_file(path), "epochs": manifest.get("epochs"),
+                   "splits": manifest.get("splits"), "new": sorted({k.split(".")[0] for k in missing})}
+
+
 def _plot(csv_path: Path, png_path: Path, title: str) -> None:
     import matplotlib
 
@@ -63,12 +88,13 @@ def _plot(csv_path: Path, png_path: Path, title: str) -> None:
     if df.empty:
         return
     fig, axes = plt.subplots(2, 4, figsize=(14, 6))
-    for ax, name in zip(axes.flat, COMPONENTS, strict=False):
+    components = PROPERTY_COMPONENTS if "property" in df.columns else COMPONENTS
+    for ax, name in zip(axes.flat, components, strict=False):
         ax.plot(df["epoch"], df[name])
-        ax.set_title(name if name == "total" else f"{name} (weight {LOSS_WEIGHTS[name]:g})")
+        ax.set_title(name if name in ("total", "property") else f"{name} (weight {LOSS_WEIGHTS[name]:g})")
         ax.set_xlabel("epoch")
         ax.set_yscale("log" if (df[name] > 0).all() else "linear")
-    for ax in list(axes.flat)[len(COMPONENTS) :]:
+    for ax in list(axes.flat)[len(components) :]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
@@ -78,9 +104,11 @@ def _plot(csv_path: Path, png_path: Path, title: str) -> None:
 
 def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResult:
     """Train on ``split``; config keys: preset, max_epochs, max_minutes, device, batch_size, resume (continue from
-    ``out_dir/last.pt``); optional preset_overrides (dict of preset keys), checkpoint_minutes (default 5) and
-    on_checkpoint (called with no arguments after each periodic save). SIGTERM or SIGINT stops it before the next
-    batch; the unfinished epoch is not counted and a resume repeats it."""
+    ``out_dir/last.pt``); optional preset_overrides (dict of preset keys), checkpoint_minutes (default 5),
+    on_checkpoint (called with no arguments after each periodic save), condition (a split column: train the latent
+    property predictor on the crystals labelled in it, jointly with the rest; unlabelled crystals train the rest only)
+    and init_from (a checkpoint a fresh run starts from: a fine-tune at the preset's finetune_lr). SIGTERM or SIGINT
+    stops it before the next batch; the unfinished epoch is not counted and a resume repeats it."""
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,14 +126,42 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
 
     crystals = [from_structure(s) for s in split.structures]
     max_atoms = max(len(c.numbers) for c in crystals)
+    condition = config.get("condition")
+    init_from = Path(config["init_from"]) if config.get("init_from") else None
+    labels, condition_info, init_info = None, None, None
+    if condition:
+        import numpy as np
+
+        from harness.datasets import read_split_column
+
+        labels = read_split_column(split, condition)
+        finite = labels[np.isfinite(labels)]
+        if not len(finite):
+            raise ValueError(f"{split.dataset}:{split.name}: no crystal carries a {condition!r} label")
+        condition_info = {"property": condition, "labels": "dataset_dft", "column": condition,
+                          "labelled_crystals": int(len(finite)), "unlabelled_kept": int(len(labels) - len(finite)),
+                          "label_mean": float(finite.mean()), "label_min": float(finite.min()),
+                          "label_max": float(finite.max())}
     state = None
     if config.get("resume") and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         if "optimizer" not in state:
             raise ValueError(f"{last_path} holds weights only; resume needs a last.pt-style checkpoint")
+        if state["train_cfg"].get("property") != condition:
+            raise ValueError(f"{last_path} was trained with condition {state['train_cfg'].get('property')!r}, not "
+                             f"{condition!r} (start over with --fresh, or train into another --out)")
         cfg = {**state["train_cfg"], "max_epochs": cfg["max_epochs"]}
+        init_info = state.get("init_from")
         model, _ = load_model(last_path)
+    elif init_from is not None:
+        model, init_info = start_from(init_from, condition, labels)
+        cfg = {**cfg, **{k: model.cfg[k] for k in presets.MODEL_KEYS if model.cfg.get(k) is not None},
+               "lr": cfg["finetune_lr"]}
+        csv_path.unlink(missing_ok=True)
     else:
+        if condition:
+            cfg = {**cfg, "property": condition, "property_mean": condition_info["label_mean"],
+                   "property_std": float(max(labels[np.isfinite(labels)].std(), 1e-6))}
         mean, std = lattice_stats(crystals, cfg["lattice_scale"])
         model = build_model(cfg, max_atoms, mean, std, seed)
         probe = torch.randperm(len(crystals), generator=torch.Generator().manual_seed(seed))[:256].tolist()
@@ -128,6 +184,7 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
             "wall_seconds": wall,
             "last_losses": last_losses,
             "seed": seed,
+            "init_from": init_info,
         }
         atomic_write(last_path, lambda p: torch.save(payload, p))
         atomic_write(out_dir / "model.pt", lambda p: torch.save(model_payload(model), p))
@@ -149,6 +206,8 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
             "device": device,
             "sigma_hat": [round(x, 5) for x in model.sigma_hat.tolist()],
             "complete": final,
+            **({"condition": condition_info} if condition_info else {}),
+            **({"init_from": init_info} if init_info else {}),
         }
         atomic_write_json(out_dir / "manifest.json", manifest)
         if csv_path.exists():
@@ -166,20 +225,22 @@ def train(split, config: dict[str, Any], out_dir: Path, seed: int) -> TrainResul
                 len(crystals), generator=torch.Generator().manual_seed(seed * 100_003 + epoch)
             ).tolist()
             gen = torch.Generator().manual_seed(seed * 7_919 + epoch)
-            sums = dict.fromkeys(COMPONENTS, 0.0)
+            components = PROPERTY_COMPONENTS if model.property_head is not None else COMPONENTS
+            sums = dict.fromkeys(components, 0.0)
             steps = 0
             for start in range(0, len(order), cfg["batch_size"]):
                 out_of_time = max_minutes is not None and time.monotonic() - started > 60.0 * max_minutes
                 if out_of_time or stop_requested.is_set():
                     stop = True
                     break
-                batch = collate([crystals[i] for i in order[start : start + cfg["batch_size"]]]).to(device)
+                rows = order[start : start + cfg["batch_size"]]
+                batch = collate([crystals[i] for i in rows], None if labels is None else labels[rows]).to(device)
                 parts = model.losses(batch, gen)
                 opt.zero_grad(set_to_none=True)
                 parts["total"].backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
                 opt.step()
-                for k in COMPONENTS:
+                for k in components:
                     sums[k] += float(parts[k].detach())
                 steps += 1
             if stop:

@@ -1,0 +1,120 @@
+"""SyMat's latent property predictor (trained jointly, as a fine-tune from a checkpoint) and the optimisation of
+latents along it (issue 24): shapes, what the fine-tune keeps, determinism for a seed, the direction of travel,
+refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from harness.datasets import Split
+from harness.tasks import OptimisationRequest
+from plugins.symat.generator import SyMatGenerator
+from plugins.symat.training import load_model
+from tests.test_symat_generator import TINY, tiny_split
+
+CONFIG = {"preset": "cpu", "max_epochs": 2, "max_minutes": None, "device": "cpu", "batch_size": 4, "resume": False,
+          "preset_overrides": TINY}
+LABELS = [0.3, 0.5, 0.7, 0.9, -1.0, -1.2, float("nan"), -1.4]  # one crystal unlabelled
+
+
+def labelled_split(tmp_path) -> Split:
+    split = tiny_split()
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"material_id": split.material_ids, "heat_ref": LABELS}).to_csv(path, index=False)
+    return Split(split.dataset, split.name, split.structures, split.material_ids, split.sha256, [str(path)])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("symat_property")
+    source = SyMatGenerator("perov5").train(tiny_split(), CONFIG, root / "source", seed=0).checkpoint
+    split = labelled_split(root)
+    config = {**CONFIG, "condition": "heat_ref", "init_from": root / "source" / "last.pt"}
+    result = SyMatGenerator("perov5").train(split, config, root / "tuned", seed=1)
+    return root, source, result
+
+
+def test_the_fine_tune_adds_a_predictor_and_records_its_labels_and_source(models):
+    root, _, result = models
+    manifest = result.manifest
+    assert manifest["condition"]["labelled_crystals"] == 7 and manifest["condition"]["unlabelled_kept"] == 1
+    assert manifest["init_from"]["new"] == ["property_head"] and manifest["init_from"]["path"] == "last.pt"
+    assert manifest["config"]["lr"] == manifest["config"]["finetune_lr"]
+    model, payload = load_model(result.checkpoint)
+    assert model.property_name == "heat_ref"
+    assert payload["cfg"]["property_mean"] == pytest.approx(np.nanmean(LABELS))
+    assert "property" in pd.read_csv(root / "tuned" / "losses.csv").columns
+    z = torch.zeros(3, model.vae.latent_a + model.vae.latent_l)
+    assert model.predict_property(z).shape == (3,)
+
+
+def test_the_fine_tune_starts_from_the_source_weights(models):
+    from plugins.symat.training import start_from
+
+    root, source, _ = models
+    tuned, info = start_from(root / "source" / "last.pt", "heat_ref", np.array(LABELS))
+    original, _ = load_model(source)
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, tuned.state_dict()[key]), key
+    assert info["new"] == ["property_head"]
+
+
+def _request(steps=20, decode=(0, 10, 19)):
+    return OptimisationRequest(property="heat_ref", better="lower", gradient_steps=steps, learning_rate=0.05,
+                               decode_steps=decode)
+
+
+def test_optimised_latents_go_down_the_predictor_and_decode_deterministically(models):
+    _, _, result = models
+    generator = SyMatGenerator("perov5", steps_per_level=1)
+    generator.load(result.checkpoint, "cpu")
+    starts = tiny_split().structures[:5]
+    decodes = generator.optimise(starts, _request(), seed=4)
+    predicted = generator.predicted_at_decodes
+    assert len(decodes) == 5 and all(len(row) == 3 for row in decodes)
+    assert np.mean([row[-1] for row in predicted]) < np.mean([row[0] for row in predicted])
+    again = generator.optimise(starts, _request(), seed=4)
+
+    def as_dicts(rows):
+        return [[s.as_dict() if s is not None else None for s in row] for row in rows]
+
+    assert as_dicts(decodes) == as_dicts(again) and generator.predicted_at_decodes == predicted
+    higher = generator.optimise(starts, OptimisationRequest("heat_ref", "higher", 20, 0.05, (0, 10, 19)), seed=4)
+    assert len(higher) == 5
+    assert np.mean([row[-1] for row in generator.predicted_at_decodes]) > np.mean([row[0] for row in predicted])
+
+
+def test_optimisation_needs_the_predictor_of_the_asked_property(models):
+    _, source, result = models
+    plain = SyMatGenerator("perov5")
+    plain.load(source, "cpu")
+    with pytest.raises(ValueError, match="no latent property predictor"):
+        plain.optimise(tiny_split().structures[:2], _request(2, (1,)), seed=0)
+    tuned = SyMatGenerator("perov5")
+    tuned.load(result.checkpoint, "cpu")
+    with pytest.raises(ValueError, match="predicts 'heat_ref', not 'formation_energy_per_atom'"):
+        tuned.optimise(tiny_split().structures[:2], OptimisationRequest("formation_energy_per_atom", "lower", 2),
+                       seed=0)
+
+
+def test_a_resumed_fine_tune_keeps_its_condition(models, tmp_path):
+    root, _, _ = models
+    split = labelled_split(tmp_path)
+    with pytest.raises(ValueError, match="trained with condition 'heat_ref', not None"):
+        SyMatGenerator("perov5").train(split, {**CONFIG, "resume": True, "max_epochs": 3}, root / "tuned", seed=1)
+    result = SyMatGenerator("perov5").train(split, {**CONFIG, "resume": True, "max_epochs": 3, "condition": "heat_ref"},
+                                            root / "tuned", seed=1)
+    assert result.manifest["epochs"] == 3 and result.manifest["init_from"]["new"] == ["property_head"]
+    assert json.loads((root / "tuned" / "manifest.json").read_text())["condition"]["property"] == "heat_ref"
+
+
+def test_bench_train_refuses_options_a_generator_does_not_take(capsys):
+    from harness.cli.main import main
+
+    assert main(["train", "--plugin", "random", "--dataset", "perov5", "--condition", "heat_ref"]) == 2
+    assert "random does not support --condition in training" in capsys.readouterr().err
