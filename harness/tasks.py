@@ -261,7 +261,7 @@ TASKS = MappingProxyType({
         metrics=(*(TaskMetric(f"sr{p}", "rate", "max", f"SR{p}") for p in SR_PERCENTS),
                  TaskMetric("n_starts", "count", None, "n starts"),
                  TaskMetric("n_failed", "count", None, "n failed")),
-        record_block="task.optimise.metrics", run_path=False),
+        record_block="task.optimise.metrics", run_path=True),
 })
 
 

@@ -118,3 +118,69 @@ def test_bench_train_refuses_options_a_generator_does_not_take(capsys):
 
     assert main(["train", "--plugin", "random", "--dataset", "perov5", "--condition", "heat_ref"]) == 2
     assert "random does not support --condition in training" in capsys.readouterr().err
+
+
+# --- bench run --task optimise ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_mp20_optimise(tmp_path_factory):
+    """The toy crystals as MP-20's val and test splits, labelled with made-up formation energies; a tiny SyMat with
+    the latent predictor trained on them."""
+    from pymatgen.io.cif import CifWriter
+
+    from harness.datasets import load_split
+    from tests.conftest import toy_structures
+
+    root = tmp_path_factory.mktemp("optimise")
+    structures = toy_structures()
+    (root / "data" / "mp20").mkdir(parents=True)
+    frame = pd.DataFrame({"material_id": [f"toy-{i}" for i in range(len(structures))],
+                          "cif": [str(CifWriter(s)) for s in structures],
+                          "formation_energy_per_atom": [-0.5 - 0.25 * i for i in range(len(structures))]})
+    frame.to_csv(root / "data" / "mp20" / "val.csv", index=False)
+    frame.to_csv(root / "data" / "mp20" / "test.csv", index=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XTALBENCH_CACHE", str(root / "cache"))
+        split = load_split("mp20", "val", root / "data")
+        config = {**CONFIG, "condition": "formation_energy_per_atom"}
+        result = SyMatGenerator("mp20").train(split, config, root / "trained", seed=0)
+        yield root, result.checkpoint
+
+
+def test_an_optimise_run_scores_valid_decodes_with_the_oracle_and_records_sr(toy_mp20_optimise, monkeypatch, capsys):
+    from harness.cli.main import main
+    from harness.records import load_record
+    from harness.stability.relax import RelaxSettings
+
+    root, checkpoint = toy_mp20_optimise
+    # the recording is under test, not the relaxation: 10 FIRE steps instead of the protocol's 500
+    monkeypatch.setattr(RelaxSettings, "for_relaxer", classmethod(lambda cls, name="chgnet", **kw: cls(max_steps=10)))
+    out = root / "run"
+    argv = ["run", "--plugin", "symat", "--dataset", "mp20", "--task", "optimise", "--n-samples", "2",
+            "--checkpoint", str(checkpoint), "--data-dir", str(root / "data"), "--out", str(out), "--workers", "1",
+            "--no-progress", "--threads", "1"]
+    assert main(argv) == 0
+    assert "SR5" in capsys.readouterr().out
+    record = load_record(out / "record.json")
+    block = record["task"]["optimise"]
+    assert block["starts"] == {"split": "test", "n": 2} and block["oracle"]["name"] == "chgnet_relaxed_mp_references"
+    assert set(block["metrics"]) == {"sr5", "sr10", "sr15", "n_starts", "n_failed"} and block["metrics"]["n_starts"] == 2
+    table = pd.read_parquet(out / "per_sample.parquet")
+    assert len(table) == 2 * 11 and sorted(set(table["decode_step"])) == [0, 555, 1110, 1665, 2220, 2775, 3330,
+                                                                            3885, 4440, 4995, 4999]
+    scored = table[np.isfinite(table["oracle_value"])]
+    assert (scored["struct_valid"] & scored["comp_valid"]).all()
+    details = record["details"]["optimise"]
+    assert details["n_decodes"] == 22 and details["n_scored"] == len(scored)
+    for start, value in enumerate(details["start_values"]):  # a start's value: its best scored decode
+        mine = table[(table["start"] == start)]["oracle_value"]
+        assert (value is None and mine.isna().all()) or value == pytest.approx(mine.min())
+    assert main(argv) == 0  # complete: the same record again
+
+
+def test_an_optimise_run_without_an_oracle_for_the_dataset_is_refused(capsys):
+    from harness.cli.main import main
+
+    assert main(["run", "--plugin", "symat", "--dataset", "perov5", "--task", "optimise"]) == 2
+    assert "no oracle is fixed for 'heat_ref' on perov5" in capsys.readouterr().err

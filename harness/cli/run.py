@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.cli.common import add_evaluation_args, evaluation_request
 from harness.protocol import TIERS
-from harness.tasks import CONDITIONAL, TASKS, UNCONDITIONAL
+from harness.tasks import CONDITIONAL, OPTIMISE, TASKS, UNCONDITIONAL
 
 
 def register(subparsers) -> None:
@@ -25,7 +25,8 @@ def register(subparsers) -> None:
                              f"and {quick.n_relax:,} (smoke runs)")
     parser.add_argument("--n-samples", type=int, default=None,
                         help="a custom number of samples instead of a tier (recorded as tier 'custom', never ranked); "
-                             "with --task conditional, per target (the protocol's 1,000 is tier full; quick: 100)")
+                             "with --task conditional, per target (the protocol's 1,000 is tier full; quick: 100); with "
+                             "--task optimise, the number of starts (the protocol's 100 is tier full; quick: 10)")
     parser.add_argument("--n-relax", type=int, default=None, help="with --n-samples: relaxed subset size (default n/10)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--checkpoint", type=Path, default=None, help="weights (default: the plugin's shipped ones)")
@@ -57,6 +58,8 @@ def run(args) -> int:
     )
     if args.task == CONDITIONAL:
         return _run_conditional(args)
+    if args.task == OPTIMISE:
+        return _run_optimise(args)
     record = run_generator(request)
     _print_summary(record)
     print(record)
@@ -85,6 +88,37 @@ def _run_conditional(args) -> int:
         device=args.device, workers=args.workers, progress=args.progress, data_dir=args.data_dir)
     record = run_conditional(request)
     _print_conditional(record)
+    print(record)
+    return 0
+
+
+def _run_optimise(args) -> int:
+    """The optimise task: the test split's first starts optimised, decoded, relaxed and scored by the oracle."""
+    from harness.cli.common import fail
+    from harness.optimise import OptimiseRunRequest, oracle_for, run_optimise
+    from harness.runner import RunError
+
+    if args.relaxer != "chgnet" or (args.hull not in (None, "mp")) or not args.stability:
+        return fail("the optimise task fixes its oracle: CHGNet relaxation and the Materials Project references "
+                    "(no --relaxer, --hull or --no-stability)")
+    if args.n_relax is not None:
+        return fail("the optimise task relaxes every valid decode; --n-relax does not apply")
+    try:
+        oracle_for(args.dataset)
+    except RunError as exc:
+        return fail(str(exc))
+    n = args.n_samples if args.n_samples is not None else (100 if args.tier == "full" else 10)
+    request = OptimiseRunRequest(plugin=args.plugin, dataset=args.dataset, seed=args.seed, n_starts=n,
+                                 checkpoint=args.checkpoint, out=args.out, results_dir=args.results,
+                                 device=args.device, workers=args.workers, progress=args.progress,
+                                 data_dir=args.data_dir)
+    record = run_optimise(request)
+    import json
+
+    block = json.loads(Path(record).read_text())["task"]["optimise"]
+    m = block["metrics"]
+    print(f"  SR5 {m['sr5']:.3f}  SR10 {m['sr10']:.3f}  SR15 {m['sr15']:.3f}  ({m['n_starts']} starts, "
+          f"{m['n_failed']} with no scored decode)")
     print(record)
     return 0
 

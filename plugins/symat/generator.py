@@ -42,6 +42,13 @@ class SyMatGenerator(Generator):
         path = CHECKPOINT_DIR / f"{self.dataset}.pt"
         return path if path.exists() else None
 
+    def default_task_checkpoint(self, task: str) -> Path | None:
+        """``<dataset>-<task>.pt`` beside ``<dataset>.pt`` (the optimise task's has the latent property predictor)."""
+        if task == "unconditional":
+            return self.default_checkpoint()
+        path = CHECKPOINT_DIR / f"{self.dataset}-{task}.pt"
+        return path if path.exists() else None
+
     def shipment(self) -> Shipment:
         """The full ``last.pt`` (weights + optimizer: it samples and resumes) and the loss curves."""
         return Shipment(CHECKPOINT_DIR, curves=("losses.csv", "losses.png"))

@@ -1,0 +1,270 @@
+"""``bench run --task optimise``: CDVAE's property optimisation (docs/protocol.md, "Tasks", optimise).
+
+The first ``n`` structures of the test split are handed to the generator's ``optimise``; every decode it returns
+is checked for validity, every valid one relaxed with CHGNet and scored by the dataset's oracle (its formation energy
+from the relaxation and the Materials Project references), and a start's value is the best over its scored decodes.
+SR5/SR10/SR15 are taken at the protocol's pinned thresholds. The decodes are kept in ``decodes.json.gz`` and the
+relaxations per structure, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import provenance
+from harness.costs import Invocation
+from harness.io import atomic_write, atomic_write_gzip, atomic_write_json, sha256_file, sha256_text
+from harness.protocol import PROTOCOL_VERSION
+from harness.records import (
+    PER_SAMPLE_NAME,
+    RECORD_NAME,
+    SAMPLES_NAME,
+    SCHEMA_VERSION,
+    empty_metrics,
+    write_record,
+)
+from harness.tasks import (
+    OPTIMISE,
+    OPTIMISE_STARTS,
+    OPTIMISED_PROPERTIES,
+    ORACLES,
+    SR_PERCENTS,
+    TASKS,
+    OptimisationRequest,
+)
+
+__all__ = ["OptimiseRunRequest", "oracle_for", "run_optimise"]
+DECODES_NAME = "decodes.json.gz"
+
+
+@dataclass(frozen=True)
+class OptimiseRunRequest:
+    plugin: str
+    dataset: str
+    seed: int = 0
+    n_starts: int = OPTIMISE_STARTS
+    checkpoint: Path | None = None
+    out: Path | None = None
+    results_dir: Path = Path("results")
+    device: str | None = None
+    workers: int | None = None
+    progress: bool = True
+    data_dir: Path | None = None
+
+
+def oracle_for(dataset: str):
+    """The oracle the protocol fixes for ``dataset``'s optimised property, or a RunError saying there is none."""
+    from harness.runner import RunError
+
+    prop = OPTIMISED_PROPERTIES[dataset]
+    for oracle in ORACLES.values():
+        if dataset in oracle.datasets and oracle.property == prop.column:
+            return oracle
+    raise RunError(f"no oracle is fixed for {prop.column!r} on {dataset} (docs/protocol.md, Tasks, optimise: an "
+                   "oracle must give the quantity the thresholds are of, on the same scale); the optimise task runs "
+                   f"where one is: {', '.join(sorted({d for o in ORACLES.values() for d in o.datasets}))}")
+
+
+def _decodes_to_json(decodes: list[list]) -> dict[str, Any]:
+    return {"decodes": [[None if s is None else s.as_dict() for s in row] for row in decodes]}
+
+
+def _decodes_from_json(payload: dict[str, Any]) -> list[list]:
+    from pymatgen.core import Structure
+
+    return [[None if d is None else Structure.from_dict(d) for d in row] for row in payload["decodes"]]
+
+
+def run_optimise(request: OptimiseRunRequest) -> Path:
+    """Optimise, score and record; returns the path of ``record.json``. Rerunning resumes."""
+    from harness.registry import get_registry
+    from harness.runner import RunError, run_id_for
+
+    registry = get_registry()
+    card = registry.dataset(request.dataset)
+    spec = registry.generator_spec(request.plugin)
+    oracle = oracle_for(card.name)
+    generator = registry.generator(request.plugin, card.name)
+    checkpoint = request.checkpoint or generator.default_task_checkpoint(OPTIMISE)
+    if checkpoint is None:
+        raise RunError(f"{request.plugin} ships no optimisation checkpoint for {card.name}; train one (bench train "
+                       "--condition COLUMN --init-from ...) and pass --checkpoint")
+    if not Path(checkpoint).exists():
+        raise RunError(f"checkpoint {checkpoint} does not exist")
+    checkpoint_sha = sha256_file(checkpoint)
+    tier = "full" if request.n_starts == OPTIMISE_STARTS else "custom"
+    run_id = "optimise-" + run_id_for(tier if tier == "full" else f"n{request.n_starts}", request.seed, checkpoint_sha)
+    run_dir = Path(request.out or request.results_dir / card.name / request.plugin / run_id)
+    if (run_dir / RECORD_NAME).exists():
+        return run_dir / RECORD_NAME
+    params = {"plugin": request.plugin, "dataset": card.name, "task": OPTIMISE, "n_starts": request.n_starts,
+              "seed": request.seed, "checkpoint_sha256": checkpoint_sha}
+    params_path = run_dir / "run.json"
+    if params_path.exists():
+        previous = json.loads(params_path.read_text())
+        if previous != params:
+            changed = sorted(k for k in params if previous.get(k) != params[k])
+            raise RunError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); use another --out")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(params_path, params)
+    command = (f"bench run --plugin {request.plugin} --dataset {card.name} --task optimise --n-samples "
+               f"{request.n_starts} --seed {request.seed}")
+    with Invocation(run_dir, command) as invocation:
+        return _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tier, run_id, run_dir,
+                    invocation)
+
+
+def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tier, run_id, run_dir, invocation):
+    import pandas as pd
+
+    from harness import stability
+    from harness.conditional import _validity_columns
+    from harness.datasets import load_split
+    from harness.generator import resolve_device
+    from harness.metrics.optimisation import success_rates_at
+    from harness.runner import _checkpoint_manifest, portable_path
+    from harness.samples import make_sample, structures_to_extxyz
+    from harness.stability.mp_reference import load_shipped_mp_hull
+
+    task = TASKS[OPTIMISE]
+    prop = OPTIMISED_PROPERTIES[card.name]
+    optimisation = OptimisationRequest(property=prop.column, better=prop.better)
+    device = resolve_device(request.device)
+    test = load_split(card, "test", request.data_dir)
+    starts = test.structures[: request.n_starts]
+    decodes_path = run_dir / DECODES_NAME
+    t0 = time.perf_counter()
+    if decodes_path.exists():
+        payload = json.loads(gzip.decompress(decodes_path.read_bytes()))
+        decodes, predicted, generation_s = _decodes_from_json(payload), payload["predicted"], payload["seconds"]
+    else:
+        generator.load(Path(checkpoint), device)
+        generator.progress = request.progress
+        decodes = generator.optimise(starts, optimisation, request.seed)
+        generation_s = time.perf_counter() - t0
+        predicted = getattr(generator, "predicted_at_decodes", None)
+        blob = gzip.compress(json.dumps({**_decodes_to_json(decodes), "predicted": predicted,
+                                         "seconds": generation_s}).encode())
+        atomic_write(decodes_path, lambda p: p.write_bytes(blob))
+    invocation.add("generation", time.perf_counter() - t0)
+    per_start = len(optimisation.decode_steps)
+    if len(decodes) != len(starts) or any(len(row) != per_start for row in decodes):
+        raise ValueError(f"{request.plugin}.optimise returned {len(decodes)} rows for {len(starts)} starts (each must "
+                         f"hold {per_start} decodes)")
+
+    samples = [make_sample(i * per_start + k, s) for i, row in enumerate(decodes) for k, s in enumerate(row)]
+    struct, comp = _validity_columns(samples)
+    valid = [s for s, a, b in zip(samples, struct, comp, strict=True) if a and b]
+    trained_on = generator.training_splits() if hasattr(generator, "training_splits") else None
+    train = load_split(card, "+".join(trained_on) if trained_on else "train", request.data_dir)
+    t0 = time.perf_counter()
+    try:
+        scored = stability.evaluate(valid, dataset=card, train=train, n_relax=len(valid), seed=request.seed,
+                                    work_dir=run_dir / "stability", data_dir=request.data_dir,
+                                    workers=request.workers, progress=request.progress) if valid else None
+    finally:
+        invocation.add("evaluation", time.perf_counter() - t0)
+    hull = load_shipped_mp_hull()
+    values = np.full((len(starts), per_start), np.nan)
+    table_rows = []
+    for sample, is_struct, is_comp in zip(samples, struct, comp, strict=True):
+        start, k = divmod(sample.index, per_start)
+        row = {"index": sample.index, "start": start, "decode_step": optimisation.decode_steps[k],
+               "constructed": sample.structure is not None, "struct_valid": is_struct, "comp_valid": is_comp,
+               "formula": sample.structure.composition.reduced_formula if sample.structure is not None else None,
+               "predicted": predicted[start][k] if predicted else None, "oracle_value": np.nan,
+               "relaxed_energy_per_atom": np.nan, "e_hull": np.nan, "relax_converged": False, "oracle_error": None}
+        if scored is not None and sample.index in scored.table.index:
+            r = scored.table.loc[sample.index]
+            row.update(relaxed_energy_per_atom=r["relaxed_energy_per_atom"], e_hull=r["e_hull"],
+                       relax_converged=bool(r["relax_converged"]), oracle_error=r["stability_error"])
+            if r["stability_error"] is None and r["relaxed_energy_per_atom"] is not None \
+                    and np.isfinite(r["relaxed_energy_per_atom"]):
+                value = hull.sample_energy(sample.structure.composition, float(r["relaxed_energy_per_atom"]))
+                row["oracle_value"] = value
+                values[start, k] = value
+        elif not (is_struct and is_comp):
+            row["oracle_error"] = "not valid (structural or compositional)"
+        table_rows.append(row)
+    rates = success_rates_at(values, dict(zip((f"sr{p}" for p in SR_PERCENTS), prop.thresholds, strict=True)),
+                             prop.better)
+    best = np.where(np.isfinite(values), values, np.inf if prop.better == "lower" else -np.inf)
+    best = best.min(axis=1) if prop.better == "lower" else best.max(axis=1)
+    start_values = [float(v) if np.isfinite(v) else None for v in best]
+    table = pd.DataFrame(table_rows)
+    atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: table.to_parquet(p, index=False))
+    extxyz = structures_to_extxyz(samples)
+    atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
+    totals = invocation.totals()
+    metrics = empty_metrics()
+    n_valid = len(valid)
+    details = {
+        "n_decodes": len(samples), "n_constructed": int(sum(s.structure is not None for s in samples)),
+        "n_valid": n_valid, "n_scored": int(np.isfinite(values).sum()),
+        "struct_valid_rate": float(np.mean(struct)) if samples else None,
+        "comp_valid_rate": float(np.mean(comp)) if samples else None,
+        "start_values": start_values,
+        "start_value_median": float(np.nanmedian([v for v in start_values if v is not None]))
+        if any(v is not None for v in start_values) else None,
+        "starts_own_values": None,
+        "predicted_first_last_median": ([float(np.median([r[0] for r in predicted])),
+                                         float(np.median([r[-1] for r in predicted]))] if predicted else None),
+        "stability": None if scored is None else {k: scored.info[k] for k in ("relax", "hull", "n_relax_failed",
+                                                                             "n_not_converged", "timings")
+                                                  if k in scored.info},
+    }
+    labels = _start_labels(test, prop.column, request.n_starts)
+    if labels is not None:
+        details["starts_own_values"] = {"median": float(np.nanmedian(labels)), "source": f"test split {prop.column}"}
+    record = {
+        "schema_version": SCHEMA_VERSION, "protocol_version": PROTOCOL_VERSION, "run_id": run_id, "kind": "generated",
+        "dataset": card.name,
+        "plugin": {"name": spec.name, "version": spec.version, "distribution": spec.distribution or None,
+                   "distribution_version": spec.distribution_version or None},
+        "tier": tier, "n_samples": len(samples),
+        "seeds": {"sample": request.seed, "wdist_subset": request.seed, "relax_subset": request.seed},
+        "splits": {"reference": "test (the starts)", "novelty": train.name,
+                   "model_trained_on": "+".join(trained_on) if trained_on else None, "paper_training_split": False},
+        "data": {"reference_sha256": test.sha256, "novelty_sha256": train.sha256, "samples_sha256": sha256_text(extxyz)},
+        "checkpoint": {"path": portable_path(checkpoint), "sha256": checkpoint_sha,
+                       "manifest": _checkpoint_manifest(Path(checkpoint))},
+        "sampling": {**generator.sampling_settings(), "device": resolve_device(request.device)},
+        "external": None,
+        "provenance": {**provenance.collect(), "device": resolve_device(request.device)},
+        "timings": {"generation_s": generation_s, "evaluation_s": totals["phases_s"].get("evaluation"),
+                    "wall_s": totals["wall_s"], "cpu_s": totals["cpu_s"], "max_rss_gb": totals["max_rss_gb"],
+                    "peak_tree_rss_gb": totals["peak_tree_rss_gb"], "invocations": totals["invocations"],
+                    "accounting": "summed over every invocation (invocations.jsonl); generation_s: the optimisation "
+                                  "and its decodes"},
+        "metrics": metrics,
+        "details": {"optimise": details},
+        "files": {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": {**task.as_record(), "optimise": {
+            "property": prop.column, "better": prop.better,
+            "oracle": {"name": oracle.name, "version": "1", "description": oracle.description},
+            "reference": {"source": "CDVAE's pinned training-split percentiles (harness.tasks.OPTIMISED_PROPERTIES)",
+                          "percents": list(SR_PERCENTS), "thresholds": list(prop.thresholds)},
+            "starts": {"split": "test", "n": len(starts)},
+            "metrics": rates.metrics()}},
+    }
+    return write_record(run_dir, record)
+
+
+def _start_labels(test, column: str, n: int) -> np.ndarray | None:
+    """The starts' own dataset values of the property (what the optimisation started from), when the file has them."""
+    from harness.datasets import DatasetError, read_split_column
+
+    try:
+        return read_split_column(test, column)[:n]
+    except DatasetError:
+        return None
