@@ -532,6 +532,18 @@ def _conditional_trained(record: dict[str, Any]) -> str:
     return ", ".join(parts) or MISSING
 
 
+def _unconditional_source(entries: list[Entry], entry: Entry) -> Entry | None:
+    """The unconditional record of the checkpoint a conditional model was fine-tuned from (its best tier), if any:
+    the fairest 'no target' row."""
+    source = ((((entry.record.get("checkpoint") or {}).get("manifest") or {}).get("init_from")) or {}).get("sha256")
+    if not source:
+        return None
+    same = [e for e in entries if e.group == entry.group and record_task(e.record) == UNCONDITIONAL
+            and e.record["dataset"] == entry.record["dataset"] and e.protocol_relaxer
+            and (e.record.get("checkpoint") or {}).get("sha256") == source]
+    return select_best(same) if same else None
+
+
 def conditional_table(entries: list[Entry], dataset: str, chosen: list[Entry], task_rows: Iterable[dict[str, Any]],
                       out_dir: Path) -> TaskTable | None:
     """The conditioned-generation section: each conditional record's targets, the same plugin's unconditional
@@ -553,7 +565,8 @@ def conditional_table(entries: list[Entry], dataset: str, chosen: list[Entry], t
                          format_value(m["metastable_rate"], "rate"), format_value(d.get("sun_rate"), "rate"), valid,
                          *_summary_cells((d.get("achieved") or {}).get("metastable")), _conditional_trained(record),
                          _links(entry, out_dir)))
-        unconditional = next((e for e in chosen if e.group == entry.group and not e.is_external), None)
+        unconditional = _unconditional_source(entries, entry) or next(
+            (e for e in chosen if e.group == entry.group and not e.is_external), None)
         if unconditional is not None and unconditional.record["metrics"].get("stable_rate") is not None:
             um = unconditional.record["metrics"]
             rows.append((f"{unconditional.record['plugin']['name']} *(unconditional record)*",
@@ -561,7 +574,8 @@ def conditional_table(entries: list[Entry], dataset: str, chosen: list[Entry], t
                          format_value(um["stable_rate"], "rate"), format_value(um.get("metastable_rate"), "rate"),
                          format_value(um.get("sun_rate"), "rate"),
                          f"{format_value(um.get('struct_valid'), 'rate')} / {format_value(um.get('comp_valid'), 'rate')}",
-                         MISSING, MISSING, MISSING, MISSING, _links(unconditional, out_dir)))
+                         MISSING, MISSING, MISSING, _conditional_trained(unconditional.record),
+                         _links(unconditional, out_dir)))
     for paper in papers:
         label = f"{paper['method']} *(published)*"
         for target in paper["targets"]:
