@@ -142,3 +142,89 @@ def write_conditional_report(record_path: str | Path, data_dir: str | Path | Non
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return ConditionalReport(path, tuple(plots), tuple(notes))
+
+
+OPTIMISE_PLOT = "optimise_trajectories.png"
+
+
+def plot_trajectories(table: pd.DataFrame, thresholds: list[float], percents: list[float], path: Path,
+                      title: str, unit: str) -> Path:
+    """Per start, the oracle's value of each scored decode along the optimisation (left) and the model's own
+    predictor at the same steps (right), with the success thresholds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for _, rows in table.groupby("start"):
+        rows = rows.sort_values("decode_step")
+        scored = rows[np.isfinite(rows["oracle_value"].to_numpy(dtype=float))]
+        left.plot(scored["decode_step"], scored["oracle_value"], marker=".", linewidth=0.6, alpha=0.6)
+        if rows["predicted"].notna().any():
+            right.plot(rows["decode_step"], rows["predicted"], linewidth=0.6, alpha=0.6)
+    for threshold, percent in zip(thresholds, percents, strict=True):
+        for ax in (left, right):
+            ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
+        left.annotate(f"best {percent:g} %", (0, threshold), fontsize=7, va="bottom")
+    left.set_title("oracle (relaxed CHGNet, MP references)", fontsize=9)
+    right.set_title("the model's own predictor (not the score)", fontsize=9)
+    for ax in (left, right):
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(unit)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+    return path
+
+
+def write_optimise_report(record_path: str | Path) -> ConditionalReport:
+    """``report.md`` and the trajectories plot beside an optimise record."""
+    from tabulate import tabulate
+
+    from harness.leaderboard import format_value as fmt
+
+    record_path = Path(record_path)
+    record = load_record(record_path)
+    run_dir = record_path.parent
+    block = record["task"]["optimise"]
+    details = (record.get("details") or {}).get("optimise") or {}
+    table = pd.read_parquet(run_dir / record["files"]["per_sample"])
+    unit = f"{block['property']} ({'eV/atom' if 'per_atom' in block['property'] else 'dataset unit'})"
+    plot = plot_trajectories(table, block["reference"]["thresholds"], block["reference"]["percents"],
+                             run_dir / OPTIMISE_PLOT,
+                             f"{record['plugin']['name']} on {record['dataset']}: {block['starts']['n']} starts",
+                             unit)
+    m = block["metrics"]
+    manifest = (record.get("checkpoint") or {}).get("manifest") or {}
+    lines = [f"# Optimisation run `{record['run_id']}`", "",
+             f"- Generator: {record['plugin']['name']} {record['plugin']['version']}; checkpoint "
+             f"`{(record.get('checkpoint') or {}).get('path')}`, {manifest.get('epochs', '?')} epochs"
+             + (f" (predictor fine-tuned from the {manifest['init_from']['epochs']}-epoch model)"
+                if (manifest.get("init_from") or {}).get("epochs") is not None else ""),
+             f"- Task `optimise` {record['task']['version']}: {block['property']}, {block['better']} is better; "
+             f"oracle `{block['oracle']['name']}`: {block['oracle']['description']}",
+             f"- Starts: the first {block['starts']['n']} of the {block['starts']['split']} split; tier {record['tier']}",
+             f"- Optimisation and decoding {record['timings'].get('generation_s') or 0:.0f} s, scoring "
+             f"{record['timings'].get('evaluation_s') or 0:.0f} s, peak {record['timings'].get('peak_tree_rss_gb')} GB",
+             "",
+             tabulate([[fmt(m["sr5"], "rate"), fmt(m["sr10"], "rate"), fmt(m["sr15"], "rate"), m["n_starts"],
+                        m["n_failed"], f"{details.get('n_valid')} / {details.get('n_scored')} of "
+                        f"{details.get('n_decodes')}"]],
+                      headers=["SR5", "SR10", "SR15", "starts", "starts with no scored decode",
+                               "decodes valid / scored"], tablefmt="github", disable_numparse=True), "",
+             f"Thresholds (best {', '.join(f'{p:g}' for p in block['reference']['percents'])} %): "
+             f"{', '.join(f'{t:g}' for t in block['reference']['thresholds'])} ({block['reference']['source']}).", ""]
+    own = (details.get("starts_own_values") or {}).get("median")
+    if own is not None and details.get("start_value_median") is not None:
+        lines += [f"The starts' own dataset values have median {own:.3f}; their best scored decodes, "
+                  f"{details['start_value_median']:.3f}.", ""]
+    errors = table["oracle_error"].dropna().map(lambda e: str(e).split(":")[0]).value_counts()
+    if len(errors):
+        lines += ["Decodes without a score, by reason:", "",
+                  *(f"- {reason}: {count}" for reason, count in errors.items()), ""]
+    lines += [f"![oracle and predictor along the optimisation]({OPTIMISE_PLOT})", ""]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return ConditionalReport(path, (plot,))

@@ -177,6 +177,10 @@ def test_an_optimise_run_scores_valid_decodes_with_the_oracle_and_records_sr(toy
         mine = table[(table["start"] == start)]["oracle_value"]
         assert (value is None and mine.isna().all()) or value == pytest.approx(mine.min())
     assert main(argv) == 0  # complete: the same record again
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| SR5" in report and "![oracle and predictor along the optimisation](optimise_trajectories.png)" in report
+    assert (out / "optimise_trajectories.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_an_optimise_run_without_an_oracle_for_the_dataset_is_refused(capsys):

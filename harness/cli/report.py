@@ -37,12 +37,13 @@ def run(args: argparse.Namespace) -> int:
         record = load_record(record_path)
     except RecordError as exc:
         return fail(str(exc))
-    from harness.tasks import CONDITIONAL, record_task
+    from harness.tasks import CONDITIONAL, OPTIMISE, record_task
 
-    if record_task(record) == CONDITIONAL:
-        from harness.report_conditional import write_conditional_report
+    if record_task(record) in (CONDITIONAL, OPTIMISE):
+        from harness.report_conditional import write_conditional_report, write_optimise_report
 
-        result = write_conditional_report(record_path, args.data_dir)
+        result = (write_conditional_report(record_path, args.data_dir) if record_task(record) == CONDITIONAL
+                  else write_optimise_report(record_path))
         for path in (result.markdown, *result.plots):
             print(f"wrote {path}")
         for note in result.notes:
