@@ -10,7 +10,6 @@ are the same at each target and only the condition differs.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 from harness import provenance
 from harness.costs import Invocation
 from harness.evaluation_types import Sample
-from harness.io import atomic_write, atomic_write_gzip, atomic_write_json, sha256_file, sha256_text
+from harness.io import atomic_write, atomic_write_gzip, sha256_file, sha256_text
 from harness.protocol import PROTOCOL_VERSION
 from harness.records import (
     PER_SAMPLE_NAME,
@@ -164,7 +163,7 @@ def _evaluate_target(samples: list[Sample], target: PropertyTarget, *, card, tra
 def run_conditional(request: ConditionalRequest) -> Path:
     """Sample, relax and record a conditional run; returns the path of ``record.json``. Rerunning resumes."""
     from harness.registry import get_registry
-    from harness.runner import RunError, run_id_for
+    from harness.runner import RunError, claim_run_dir, run_id_for
 
     registry = get_registry()
     card = registry.dataset(request.dataset)
@@ -190,15 +189,7 @@ def run_conditional(request: ConditionalRequest) -> Path:
     params = {"plugin": request.plugin, "dataset": card.name, "task": CONDITIONAL,
               "targets": [[t.property, t.value] for t in request.targets], "n_per_target": request.n_per_target,
               "seed": request.seed, "batch_size": request.batch_size, "checkpoint_sha256": checkpoint_sha}
-    params_path = run_dir / "run.json"
-    if params_path.exists():
-        previous = json.loads(params_path.read_text())
-        if previous != params:
-            changed = sorted(k for k in params if previous.get(k) != params[k])
-            raise RunError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); use another --out")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(params_path, params)
+    claim_run_dir(run_dir, params)
     targets_text = " ".join(f"--target {t}" for t in request.targets)
     command = (f"bench run --plugin {request.plugin} --dataset {card.name} --task conditional {targets_text} "
                f"--n-samples {request.n_per_target} --seed {request.seed}")

@@ -21,7 +21,7 @@ import numpy as np
 
 from harness import provenance
 from harness.costs import Invocation
-from harness.io import atomic_write, atomic_write_gzip, atomic_write_json, sha256_file, sha256_text
+from harness.io import atomic_write, atomic_write_gzip, sha256_file, sha256_text
 from harness.protocol import PROTOCOL_VERSION
 from harness.records import (
     PER_SAMPLE_NAME,
@@ -86,7 +86,7 @@ def _decodes_from_json(payload: dict[str, Any]) -> list[list]:
 def run_optimise(request: OptimiseRunRequest) -> Path:
     """Optimise, score and record; returns the path of ``record.json``. Rerunning resumes."""
     from harness.registry import get_registry
-    from harness.runner import RunError, run_id_for
+    from harness.runner import RunError, claim_run_dir, run_id_for
 
     registry = get_registry()
     card = registry.dataset(request.dataset)
@@ -107,15 +107,7 @@ def run_optimise(request: OptimiseRunRequest) -> Path:
         return run_dir / RECORD_NAME
     params = {"plugin": request.plugin, "dataset": card.name, "task": OPTIMISE, "n_starts": request.n_starts,
               "seed": request.seed, "checkpoint_sha256": checkpoint_sha}
-    params_path = run_dir / "run.json"
-    if params_path.exists():
-        previous = json.loads(params_path.read_text())
-        if previous != params:
-            changed = sorted(k for k in params if previous.get(k) != params[k])
-            raise RunError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); use another --out")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(params_path, params)
+    claim_run_dir(run_dir, params)
     command = (f"bench run --plugin {request.plugin} --dataset {card.name} --task optimise --n-samples "
                f"{request.n_starts} --seed {request.seed}")
     with Invocation(run_dir, command) as invocation:

@@ -118,6 +118,20 @@ def _run_params(request: RunRequest, n: int, checkpoint_sha: str | None) -> dict
             "seed": request.seed, "batch_size": request.batch_size, "checkpoint_sha256": checkpoint_sha}
 
 
+def claim_run_dir(run_dir: Path, params: dict[str, Any]) -> None:
+    """Write the run's settings to ``run_dir/run.json``, or check that a run already there has the same ones (a
+    resume); a folder holding a run with other settings is refused (every task's run path uses this)."""
+    params_path = Path(run_dir) / "run.json"
+    if params_path.exists():
+        previous = json.loads(params_path.read_text())
+        if previous != params:
+            changed = sorted(k for k in params if previous.get(k) != params[k])
+            raise RunError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); use another --out")
+    else:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(params_path, params)
+
+
 def run(request: RunRequest) -> Path:
     """Sample, evaluate and record one run; returns the path of ``record.json``. Rerunning resumes."""
     from harness.registry import get_registry
@@ -139,14 +153,7 @@ def run(request: RunRequest) -> Path:
     params = {**_run_params(request, tier.n_samples, checkpoint_sha), "tier": tier.name}
     if request.evaluation.relaxer != PROTOCOL_RELAXER:
         params["relaxer"] = request.evaluation.relaxer
-    params_path = run_dir / "run.json"
-    if params_path.exists():
-        previous = json.loads(params_path.read_text())
-        if previous != params:
-            changed = sorted(k for k in params if previous.get(k) != params[k])
-            raise RunError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); use another --out")
-    else:
-        atomic_write_json(params_path, params)
+    claim_run_dir(run_dir, params)
 
     with Invocation(run_dir, f"bench run --plugin {request.plugin} --dataset {request.dataset} --tier {tier.name} "
                              f"--seed {request.seed}{relaxer_flag(request.evaluation.relaxer)}") as invocation:
