@@ -13,22 +13,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness import provenance
 from harness.costs import Invocation
 from harness.evaluation_types import Sample
 from harness.io import atomic_write, atomic_write_gzip, sha256_file, sha256_text
-from harness.protocol import PROTOCOL_VERSION
+from harness.recording import Origin, task_record
 from harness.records import (
     PER_SAMPLE_NAME,
     RECORD_NAME,
     SAMPLES_NAME,
-    SCHEMA_VERSION,
     empty_metrics,
     write_record,
 )
@@ -98,30 +95,11 @@ def achieved_summary(values: Sequence[float], target: float) -> dict[str, Any]:
             "within_0.5": float((diff <= 0.5).mean())}
 
 
-def _validity_columns(samples: Sequence[Sample]) -> tuple[list[bool], list[bool]]:
-    from harness.metrics.validity import comp_validity, struct_validity
-
-    struct, comp = [], []
-    for s in samples:
-        if s.structure is None:
-            struct.append(False)
-            comp.append(False)
-            continue
-        try:
-            struct.append(bool(struct_validity(s.structure)))
-        except Exception:
-            struct.append(False)
-        try:
-            comp.append(bool(comp_validity(s.structure)))
-        except Exception:
-            comp.append(False)
-    return struct, comp
-
-
 def _evaluate_target(samples: list[Sample], target: PropertyTarget, *, card, train, hull, seed: int, work_dir: Path,
                      workers: int | None, progress: bool, data_dir: Path | None):
     """Relax every sample of one target on the MP hull; (metrics, details, table)."""
     from harness import stability
+    from harness.metrics.validity import validity_flags
 
     n = len(samples)
     result = stability.evaluate(samples, dataset=card, train=train, n_relax=n, seed=seed, work_dir=work_dir,
@@ -136,7 +114,7 @@ def _evaluate_target(samples: list[Sample], target: PropertyTarget, *, card, tra
             value = hull.sample_energy(s.structure.composition, float(energy))
         formation.append(value)
     table["formation_energy_per_atom"] = [np.nan if v is None else v for v in formation]
-    struct, comp = _validity_columns(samples)
+    struct, comp = validity_flags([s.structure for s in samples])
     table["struct_valid"], table["comp_valid"] = struct, comp
     table["formula"] = [s.structure.composition.reduced_formula if s.structure is not None else None for s in samples]
     table["constructed"] = [s.structure is not None for s in samples]
@@ -243,45 +221,27 @@ def _run(request, card, spec, generator, task, prop, checkpoint, checkpoint_sha,
     atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: per_sample.to_parquet(p, index=False))
     extxyz = structures_to_extxyz(all_samples)
     atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
-    totals = invocation.totals()
-    manifest = _checkpoint_manifest(Path(checkpoint))
     n_total = len(all_samples)
     metrics = empty_metrics()
     metrics["seconds_per_sample"] = generation_s / n_total if n_total else None
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "protocol_version": PROTOCOL_VERSION,
-        "run_id": run_id,
-        "kind": "generated",
-        "dataset": card.name,
-        "plugin": {"name": spec.name, "version": spec.version, "distribution": spec.distribution or None,
-                   "distribution_version": spec.distribution_version or None},
-        "tier": tier,
-        "n_samples": n_total,
-        "seeds": {"sample": request.seed, "wdist_subset": request.seed, "relax_subset": request.seed},
-        "splits": {"reference": "none (the conditional task compares with no reference split)",
-                   "novelty": train.name, "model_trained_on": "+".join(trained_on) if trained_on else None,
-                   "paper_training_split": False},
-        "data": {"reference_sha256": "", "novelty_sha256": train.sha256, "samples_sha256": sha256_text(extxyz)},
-        "checkpoint": {"path": portable_path(checkpoint), "sha256": checkpoint_sha, "manifest": manifest},
-        "sampling": {**generator.sampling_settings(), "batch_size": request.batch_size, "device": device,
-                     "seed_per_target": "the run's seed at every target (same space groups and sizes)"},
-        "external": None,
-        "provenance": {**provenance.collect(), "device": device},
-        "timings": {"generation_s": generation_s, "evaluation_s": totals["phases_s"].get("evaluation"),
-                    "wall_s": totals["wall_s"], "cpu_s": totals["cpu_s"], "max_rss_gb": totals["max_rss_gb"],
-                    "peak_tree_rss_gb": totals["peak_tree_rss_gb"], "invocations": totals["invocations"],
-                    "accounting": "summed over every invocation (invocations.jsonl); generation_s from the batches' "
-                                  "times"},
-        "metrics": metrics,
-        "details": {"stability": _stability_settings(stability_info),
-                    "n_constructed": int(sum(s.structure is not None for s in all_samples))},
-        "files": {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "task": {**task.as_record(), "conditional": {
+    origin = Origin(
+        plugin=spec.record_block(), tier=tier, sample_seed=request.seed, generation_s=generation_s, device=device,
+        checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha,
+                    "manifest": _checkpoint_manifest(Path(checkpoint))},
+        sampling={**generator.sampling_settings(), "batch_size": request.batch_size, "device": device,
+                  "seed_per_target": "the run's seed at every target (same space groups and sizes)"})
+    record = task_record(
+        origin, run_id=run_id, dataset=card.name, n_samples=n_total,
+        splits={"reference": "none (the conditional task compares with no reference split)",
+                "novelty": train.name, "model_trained_on": "+".join(trained_on) if trained_on else None,
+                "paper_training_split": False},
+        data={"reference_sha256": "", "novelty_sha256": train.sha256, "samples_sha256": sha256_text(extxyz)},
+        invocation=invocation, generation_note="from the batches' times", metrics=metrics,
+        details={"stability": _stability_settings(stability_info),
+                 "n_constructed": int(sum(s.structure is not None for s in all_samples))},
+        task={**task.as_record(), "conditional": {
             "property": prop.name, "unit": prop.unit, "labels": prop.labels, "evaluation": prop.evaluation,
-            "targets": blocks}},
-    }
+            "targets": blocks}})
     return write_record(run_dir, record)
 
 

@@ -44,6 +44,11 @@ class GeneratorSpec:
             )
         return cls
 
+    def record_block(self) -> dict[str, Any]:
+        """The generator as a run record names it (the record's ``plugin``)."""
+        return {"name": self.name, "version": self.version, "distribution": self.distribution or None,
+                "distribution_version": self.distribution_version or None}
+
 
 @dataclass(frozen=True)
 class TrainResult:

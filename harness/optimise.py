@@ -13,21 +13,18 @@ import gzip
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness import provenance
 from harness.costs import Invocation
 from harness.io import atomic_write, atomic_write_gzip, sha256_file, sha256_text
-from harness.protocol import PROTOCOL_VERSION
+from harness.recording import Origin, task_record
 from harness.records import (
     PER_SAMPLE_NAME,
     RECORD_NAME,
     SAMPLES_NAME,
-    SCHEMA_VERSION,
     empty_metrics,
     write_record,
 )
@@ -119,10 +116,10 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     import pandas as pd
 
     from harness import stability
-    from harness.conditional import _validity_columns
     from harness.datasets import load_split
     from harness.generator import resolve_device
     from harness.metrics.optimisation import success_rates_at
+    from harness.metrics.validity import validity_flags
     from harness.runner import _checkpoint_manifest, portable_path
     from harness.samples import make_sample, structures_to_extxyz
     from harness.stability.mp_reference import load_shipped_mp_hull
@@ -154,7 +151,7 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
                          f"hold {per_start} decodes)")
 
     samples = [make_sample(i * per_start + k, s) for i, row in enumerate(decodes) for k, s in enumerate(row)]
-    struct, comp = _validity_columns(samples)
+    struct, comp = validity_flags([s.structure for s in samples])
     valid = [s for s, a, b in zip(samples, struct, comp, strict=True) if a and b]
     trained_on = generator.training_splits() if hasattr(generator, "training_splits") else None
     train = load_split(card, "+".join(trained_on) if trained_on else "train", request.data_dir)
@@ -196,7 +193,6 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: table.to_parquet(p, index=False))
     extxyz = structures_to_extxyz(samples)
     atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
-    totals = invocation.totals()
     metrics = empty_metrics()
     n_valid = len(valid)
     details = {
@@ -217,38 +213,26 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     labels = _start_labels(test, prop.column, request.n_starts)
     if labels is not None:
         details["starts_own_values"] = {"median": float(np.nanmedian(labels)), "source": f"test split {prop.column}"}
-    record = {
-        "schema_version": SCHEMA_VERSION, "protocol_version": PROTOCOL_VERSION, "run_id": run_id, "kind": "generated",
-        "dataset": card.name,
-        "plugin": {"name": spec.name, "version": spec.version, "distribution": spec.distribution or None,
-                   "distribution_version": spec.distribution_version or None},
-        "tier": tier, "n_samples": len(samples),
-        "seeds": {"sample": request.seed, "wdist_subset": request.seed, "relax_subset": request.seed},
-        "splits": {"reference": "test (the starts)", "novelty": train.name,
-                   "model_trained_on": "+".join(trained_on) if trained_on else None, "paper_training_split": False},
-        "data": {"reference_sha256": test.sha256, "novelty_sha256": train.sha256, "samples_sha256": sha256_text(extxyz)},
-        "checkpoint": {"path": portable_path(checkpoint), "sha256": checkpoint_sha,
-                       "manifest": _checkpoint_manifest(Path(checkpoint))},
-        "sampling": {**generator.sampling_settings(), "device": resolve_device(request.device)},
-        "external": None,
-        "provenance": {**provenance.collect(), "device": resolve_device(request.device)},
-        "timings": {"generation_s": generation_s, "evaluation_s": totals["phases_s"].get("evaluation"),
-                    "wall_s": totals["wall_s"], "cpu_s": totals["cpu_s"], "max_rss_gb": totals["max_rss_gb"],
-                    "peak_tree_rss_gb": totals["peak_tree_rss_gb"], "invocations": totals["invocations"],
-                    "accounting": "summed over every invocation (invocations.jsonl); generation_s: the optimisation "
-                                  "and its decodes"},
-        "metrics": metrics,
-        "details": {"optimise": details},
-        "files": {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "task": {**task.as_record(), "optimise": {
+    device = resolve_device(request.device)
+    origin = Origin(
+        plugin=spec.record_block(), tier=tier, sample_seed=request.seed, generation_s=generation_s, device=device,
+        checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha,
+                    "manifest": _checkpoint_manifest(Path(checkpoint))},
+        sampling={**generator.sampling_settings(), "device": device})
+    record = task_record(
+        origin, run_id=run_id, dataset=card.name, n_samples=len(samples),
+        splits={"reference": "test (the starts)", "novelty": train.name,
+                "model_trained_on": "+".join(trained_on) if trained_on else None, "paper_training_split": False},
+        data={"reference_sha256": test.sha256, "novelty_sha256": train.sha256, "samples_sha256": sha256_text(extxyz)},
+        invocation=invocation, generation_note="the optimisation and its decodes", metrics=metrics,
+        details={"optimise": details},
+        task={**task.as_record(), "optimise": {
             "property": prop.column, "better": prop.better,
             "oracle": {"name": oracle.name, "version": "1", "description": oracle.description},
             "reference": {"source": "CDVAE's pinned training-split percentiles (harness.tasks.OPTIMISED_PROPERTIES)",
                           "percents": list(SR_PERCENTS), "thresholds": list(prop.thresholds)},
             "starts": {"split": "test", "n": len(starts)},
-            "metrics": rates.metrics()}},
-    }
+            "metrics": rates.metrics()}})
     return write_record(run_dir, record)
 
 

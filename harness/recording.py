@@ -23,7 +23,7 @@ from harness.sample_formats import unlocated
 from harness.samples import structures_to_extxyz
 
 __all__ = ["Origin", "build_record", "posted_samples", "reason_counts", "record_run", "relaxer_flag", "relaxer_suffix",
-           "run_timings", "stage_seconds"]
+           "run_timings", "stage_seconds", "task_record"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,43 @@ def build_record(samples: Sequence[Sample], request: EvaluationRequest, result: 
                     "construction_failures": reason_counts(samples)},
         "files": files or {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def task_record(origin: Origin, *, run_id: str, dataset: str, n_samples: int, splits: dict[str, Any],
+                data: dict[str, Any], invocation: Invocation, generation_note: str, metrics: dict[str, Any],
+                details: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """The record of a protocol task other than unconditional generation (``bench run --task conditional`` or
+    ``optimise``): the same head as :func:`build_record` (schema and protocol versions, plugin, tier, seeds, data and
+    checkpoint hashes, provenance, timings over every invocation) around the task's own ``splits``, ``data``,
+    ``metrics``, ``details`` and ``task`` block. ``generation_note`` says what the generation time covers."""
+    totals = invocation.totals()
+    seed = origin.sample_seed
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "protocol_version": PROTOCOL_VERSION,
+        "run_id": run_id,
+        "kind": origin.kind,
+        "dataset": dataset,
+        "plugin": origin.plugin,
+        "tier": origin.tier,
+        "n_samples": n_samples,
+        "seeds": {"sample": seed, "wdist_subset": seed, "relax_subset": seed},
+        "splits": splits,
+        "data": data,
+        "checkpoint": origin.checkpoint,
+        "sampling": origin.sampling,
+        "external": origin.external,
+        "provenance": {**provenance.collect(), "device": origin.device},
+        "timings": {"generation_s": origin.generation_s, "evaluation_s": totals["phases_s"].get("evaluation"),
+                    "wall_s": totals["wall_s"], "cpu_s": totals["cpu_s"], "max_rss_gb": totals["max_rss_gb"],
+                    "peak_tree_rss_gb": totals["peak_tree_rss_gb"], "invocations": totals["invocations"],
+                    "accounting": f"summed over every invocation (invocations.jsonl); generation_s: {generation_note}"},
+        "metrics": metrics,
+        "details": details,
+        "files": {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": task,
     }
 
 

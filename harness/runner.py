@@ -179,8 +179,7 @@ def _run(request: RunRequest, card: DatasetCard, generator, spec, tier: Tier, ch
         evaluation_request = replace(evaluation_request, novelty_split="+".join(trained_on))
     manifest = _checkpoint_manifest(checkpoint)
     origin = Origin(
-        plugin={"name": spec.name, "version": spec.version, "distribution": spec.distribution or None,
-                "distribution_version": spec.distribution_version or None},
+        plugin=spec.record_block(),
         tier=tier.name, sample_seed=request.seed, generation_s=generation_s, device=device,
         checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha, "manifest": manifest}
         if checkpoint else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -98,6 +99,19 @@ def toy_structures() -> list[Structure]:
         out.append(Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.2 + 0.1 * i, 5.2), [a, b],
                                              [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]))
     return out
+
+
+def write_labelled_toy_mp20(data_dir: Path, first: float, step: float, *, test_labelled: bool) -> None:
+    """``toy_structures`` as MP-20's val and test splits under ``data_dir/mp20``, labelled with made-up formation
+    energies ``first + step * i`` (the test split unlabelled unless ``test_labelled``): the property tasks' toy data."""
+    structures = toy_structures()
+    (data_dir / "mp20").mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame({"material_id": [f"toy-{i}" for i in range(len(structures))],
+                          "cif": [str(CifWriter(s)) for s in structures],
+                          "formation_energy_per_atom": [first + step * i for i in range(len(structures))]})
+    frame.to_csv(data_dir / "mp20" / "val.csv", index=False)
+    test = frame if test_labelled else frame.drop(columns="formation_energy_per_atom")
+    test.to_csv(data_dir / "mp20" / "test.csv", index=False)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pymatgen.io.cif import CifWriter
 
 from harness.cli.main import main
 from harness.conditional import achieved_summary, target_name
@@ -20,7 +19,7 @@ from harness.datasets import DatasetError, Split, read_split_column
 from harness.records import load_record
 from harness.registry import get_registry
 from harness.tasks import PropertyTarget
-from tests.conftest import toy_structures
+from tests.conftest import toy_structures, write_labelled_toy_mp20
 
 SYMMBFN_MP20 = ["--plugin", "symmbfn", "--dataset", "mp20", "--threads", "1", "--device", "cpu"]
 
@@ -125,13 +124,7 @@ def toy_mp20(tmp_path_factory):
     """The toy crystals as MP-20's val split labelled with made-up formation energies, and a test split; a private
     cache."""
     root = tmp_path_factory.mktemp("conditional")
-    structures = toy_structures()
-    (root / "data" / "mp20").mkdir(parents=True)
-    frame = pd.DataFrame({"material_id": [f"toy-{i}" for i in range(len(structures))],
-                          "cif": [str(CifWriter(s)) for s in structures],
-                          "formation_energy_per_atom": [-0.2 - 0.3 * i for i in range(len(structures))]})
-    frame.to_csv(root / "data" / "mp20" / "val.csv", index=False)
-    frame.drop(columns="formation_energy_per_atom").to_csv(root / "data" / "mp20" / "test.csv", index=False)
+    write_labelled_toy_mp20(root / "data", -0.2, -0.3, test_labelled=False)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XTALBENCH_CACHE", str(root / "cache"))
         yield root

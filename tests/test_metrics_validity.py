@@ -26,6 +26,7 @@ from harness.metrics.validity import (
     pauling_test_smact2,
     smact_validity,
     struct_validity,
+    validity_flags,
 )
 
 
@@ -185,3 +186,17 @@ def test_validity_invariances(structure, seed, name):
     assert comp_validity(other) == comp_validity(structure)
     if name != "supercell":  # a supercell adds distances to a site's own images, which CDVAE never counts
         assert min_interatomic_distance(other) == pytest.approx(min_interatomic_distance(structure), abs=1e-6)
+
+
+def test_validity_flags_count_a_missing_structure_and_a_failing_check_as_invalid():
+    class Broken:  # a structure whose checks raise: counted invalid, never raised
+        @property
+        def composition(self):
+            raise ValueError("no composition")
+
+        def __len__(self):
+            raise ValueError("no sites")
+
+    struct, comp = validity_flags([rocksalt(), None, Broken(), imbalanced_oxide()])
+    assert struct == [True, False, False, True]
+    assert comp == [True, False, False, False]

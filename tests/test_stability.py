@@ -523,3 +523,9 @@ def test_linear_program_hull_energy_equals_the_phase_diagram_and_handles_many_el
     e_hull, error = big.e_above_hull(composition, -1.0)
     # the hull at one atom of each element: 10 atoms as elements at -1 eV/atom, Na and F as NaF at -3 eV/atom
     assert error is None and e_hull == pytest.approx(-1.0 - (-(10 * 1.0 + 2 * 3.0) / 12), abs=1e-9)
+
+
+@pytest.mark.parametrize(("pending", "workers", "size"), [(1000, 2, 32), (100, 2, 6), (16, 2, 1), (5, 4, 1), (10_000, 8, 32)])
+def test_relaxations_are_shared_in_small_chunks_every_worker_takes_from(pending, workers, size):
+    assert stability.relaxation_chunk_size(pending, workers, 32) == size
+    assert -(-pending // size) >= min(pending, 8 * workers)  # enough units for the last ones to balance

@@ -127,19 +127,11 @@ def test_bench_train_refuses_options_a_generator_does_not_take(capsys):
 def toy_mp20_optimise(tmp_path_factory):
     """The toy crystals as MP-20's val and test splits, labelled with made-up formation energies; a tiny SyMat with
     the latent predictor trained on them."""
-    from pymatgen.io.cif import CifWriter
-
     from harness.datasets import load_split
-    from tests.conftest import toy_structures
+    from tests.conftest import write_labelled_toy_mp20
 
     root = tmp_path_factory.mktemp("optimise")
-    structures = toy_structures()
-    (root / "data" / "mp20").mkdir(parents=True)
-    frame = pd.DataFrame({"material_id": [f"toy-{i}" for i in range(len(structures))],
-                          "cif": [str(CifWriter(s)) for s in structures],
-                          "formation_energy_per_atom": [-0.5 - 0.25 * i for i in range(len(structures))]})
-    frame.to_csv(root / "data" / "mp20" / "val.csv", index=False)
-    frame.to_csv(root / "data" / "mp20" / "test.csv", index=False)
+    write_labelled_toy_mp20(root / "data", -0.5, -0.25, test_labelled=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XTALBENCH_CACHE", str(root / "cache"))
         split = load_split("mp20", "val", root / "data")

@@ -30,6 +30,7 @@ __all__ = [
     "smact_table",
     "smact_validity",
     "struct_validity",
+    "validity_flags",
 ]
 
 
@@ -174,3 +175,23 @@ def comp_validity(obj) -> bool:
         return smact_validity(counts)
     except KeyError:  # SMACT 2.2.1 raises NameError there, so CDVAE's script would stop; invalid here
         return False
+
+
+def validity_flags(structures) -> tuple[list[bool], list[bool]]:
+    """Structural and compositional validity of each structure (``None``, a sample that was not constructed, is
+    neither); a check that raises counts as invalid, so one bad structure never stops a run."""
+    struct, comp = [], []
+    for structure in structures:
+        if structure is None:
+            struct.append(False)
+            comp.append(False)
+            continue
+        try:
+            struct.append(bool(struct_validity(structure)))
+        except Exception:
+            struct.append(False)
+        try:
+            comp.append(bool(comp_validity(structure)))
+        except Exception:
+            comp.append(False)
+    return struct, comp

@@ -106,6 +106,12 @@ def relax_into(
     )
 
 
+def relaxation_chunk_size(n_pending: int, workers: int, batch_size: int) -> int:
+    """Structures per work unit when ``workers`` processes share ``n_pending`` relaxations: at least eight units per
+    worker so the last ones balance, and never more than a batched call takes."""
+    return max(1, min(batch_size, n_pending // (8 * workers)))
+
+
 def _run_relaxations(
     pending: list[Sample], relax_dir: Path, settings: RelaxSettings, workers: int, progress: bool
 ) -> None:
@@ -118,11 +124,14 @@ def _run_relaxations(
         return
     from harness.parallel import ProcessExecutor
 
-    chunks = [pending[w::workers] for w in range(workers)]
+    # Many small chunks, handed to whichever worker is free, rather than one fixed share per worker: a share whose
+    # structures run to the step cap kept one worker busy long after the other had finished. On the CPU a model
+    # call's cost is linear in its atoms (a 600-atom cap relaxed 32 MP-20 samples no faster than the 128-atom one),
+    # so the smaller batches cost nothing there.
+    size = relaxation_chunk_size(len(pending), workers, settings.batch_size)
     payloads = [
-        ([(s.index, s.structure.as_dict()) for s in chunk], settings.as_dict(), str(relax_dir))
-        for chunk in chunks
-        if chunk
+        ([(s.index, s.structure.as_dict()) for s in pending[start:start + size]], settings.as_dict(), str(relax_dir))
+        for start in range(0, len(pending), size)
     ]
     with ProcessExecutor(workers, progress=progress) as executor:
         executor.map(_relax_chunk, payloads, timeout_s=None, desc=f"relaxing ({settings.relaxer}, chunks)")
