@@ -120,7 +120,8 @@ def _run_params(request: RunRequest, n: int, checkpoint_sha: str | None) -> dict
 
 def claim_run_dir(run_dir: Path, params: dict[str, Any]) -> None:
     """Write the run's settings to ``run_dir/run.json``, or check that a run already there has the same ones (a
-    resume); a folder holding a run with other settings is refused (every task's run path uses this)."""
+    resume); a folder holding a run with other settings is refused (every task's run path uses this). Relaxations
+    packed into the folder (``bench pack``) are written back where they are missing."""
     params_path = Path(run_dir) / "run.json"
     if params_path.exists():
         previous = json.loads(params_path.read_text())
@@ -130,6 +131,9 @@ def claim_run_dir(run_dir: Path, params: dict[str, Any]) -> None:
     else:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_json(params_path, params)
+    from harness.stability.carry import restore
+
+    restore(Path(run_dir))  # relaxations packed by `bench pack` (an earlier session's) are not done again
 
 
 def run(request: RunRequest) -> Path:

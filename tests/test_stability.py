@@ -529,3 +529,64 @@ def test_linear_program_hull_energy_equals_the_phase_diagram_and_handles_many_el
 def test_relaxations_are_shared_in_small_chunks_every_worker_takes_from(pending, workers, size):
     assert stability.relaxation_chunk_size(pending, workers, 32) == size
     assert -(-pending // size) >= min(pending, 8 * workers)  # enough units for the last ones to balance
+
+
+def test_packed_relaxations_carry_a_run_to_a_fresh_folder_and_only_for_the_structures_they_relaxed(tmp_path, monkeypatch):
+    import shutil
+
+    from harness.stability.carry import ARCHIVE_NAME, pack, restore
+
+    hull_path = tmp_path / "tiny-hull.json"
+    hull_path.write_text(json.dumps(tiny_hull().to_json()))
+    nacl = primitive(rocksalt())
+    samples = [Sample(0, nacl), Sample(1, primitive(rocksalt(5.9))), Sample(2, None, "lattice length <= 0")]
+    run = tmp_path / "run"
+    kwargs = dict(dataset="tiny", train=tiny_split([rocksalt()]), n_relax=100, seed=0, hull=hull_path,
+                  work_dir=run / "stability" / "target", progress=False)
+    first = stability.evaluate(samples, **kwargs)
+    assert pack(run) == (2, 2) and pack(run) == (2, 0)  # a second pack adds nothing
+    shutil.rmtree(run / "stability")  # what a new session's clone holds: the archive alone
+    assert restore(run) == 2 and restore(run) == 0
+
+    relaxed_again = []
+    real = stability.relax_batched
+    monkeypatch.setattr(stability, "relax_batched",
+                        lambda structures, *a, **k: relaxed_again.extend(k["keys"]) or real(structures, *a, **k))
+    second = stability.evaluate(samples, **kwargs)
+    assert relaxed_again == [] and second.metrics == first.metrics
+    np.testing.assert_allclose(second.table["e_hull"].astype(float), first.table["e_hull"].astype(float), atol=1e-9,
+                               equal_nan=True)
+
+    # A sample that comes out differently in the resumed run is relaxed again, not given the carried result.
+    samples[1] = Sample(1, primitive(rocksalt(6.0)))
+    stability.evaluate(samples, **kwargs)
+    assert relaxed_again == [1]
+
+    bad = run / ARCHIVE_NAME
+    bad.write_bytes(gzip.compress(b'{"path": "../elsewhere.json", "result": {}}\n'))
+    with pytest.raises(ValueError, match="outside the run's stability folder"):
+        restore(run)
+
+
+def test_bench_pack_needs_a_run_folder_and_claiming_the_run_again_restores_the_pack(tmp_path, capsys):
+    import shutil
+
+    from harness.cli.main import main
+    from harness.runner import claim_run_dir
+    from harness.stability.relax import RelaxResult
+
+    assert main(["pack", str(tmp_path)]) == 2 and "not a run folder" in capsys.readouterr().err
+    run = tmp_path / "run"
+    claim_run_dir(run, {"plugin": "toy"})
+    result = RelaxResult(-3.5, primitive(rocksalt()), True, 12, None, 1.5)
+    path = run / "stability" / "target" / "relax-abc" / "0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({**result.to_json(), "input_sha256": "f" * 64}))
+    assert main(["pack", str(run)]) == 0 and "1 relaxations (1 new)" in capsys.readouterr().out
+    shutil.rmtree(run / "stability")
+    claim_run_dir(run, {"plugin": "toy"})  # the same command, in a fresh clone
+    back = json.loads(path.read_text())
+    assert back["input_sha256"] == "f" * 64 and back["energy_per_atom"] == -3.5 and back["steps"] == 12
+    restored = RelaxResult.from_json(back).structure
+    assert np.allclose(restored.lattice.matrix, result.structure.lattice.matrix, atol=1e-6)
+    assert [s.species_string for s in restored] == [s.species_string for s in result.structure]

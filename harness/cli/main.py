@@ -8,7 +8,7 @@ import sys
 
 from harness import __version__
 
-VERBS = ("plugins", "datasets", "run", "evaluate", "train", "sample", "leaderboard", "report", "hull", "rescore", "relax")
+VERBS = ("plugins", "datasets", "run", "evaluate", "train", "sample", "leaderboard", "report", "hull", "rescore", "relax", "pack")
 
 
 def build_parser() -> argparse.ArgumentParser:

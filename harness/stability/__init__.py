@@ -75,6 +75,28 @@ def _result_path(relax_dir: Path, index: int) -> Path:
     return relax_dir / f"{index}.json"
 
 
+def structure_sha256(structure) -> str:
+    """A relaxation input's identity: its lattice, species and fractional coordinates (to 1e-6), hashed. A result file
+    carries the hash of the structure it relaxed, so a resumed run never takes a result for another structure (a
+    regenerated sample that came out different, or results carried over from elsewhere)."""
+    import numpy as np
+
+    payload = {"lattice": np.round(structure.lattice.matrix, 6).tolist(),
+               "species": [site.species_string for site in structure],
+               "frac": np.round(np.mod(structure.frac_coords, 1.0), 6).tolist()}
+    return sha256_text(json.dumps(payload, sort_keys=True))
+
+
+def _finished(relax_dir: Path, sample: Sample) -> bool:
+    """Whether ``sample`` has a result file for this very structure (files written before the input hash was kept
+    are taken as they are)."""
+    path = _result_path(relax_dir, sample.index)
+    if not path.exists():
+        return False
+    recorded = json.loads(path.read_text()).get("input_sha256")
+    return recorded is None or recorded == structure_sha256(sample.structure)
+
+
 def _relax_chunk(payload: tuple[list[tuple[int, dict]], dict, str]) -> int:
     """Worker entry: relax one chunk, writing each structure's result file as it finishes."""
     import torch
@@ -98,8 +120,10 @@ def relax_into(
 ) -> None:
     """Relax ``structures`` (batched) and write ``<index>.json`` atomically as each one finishes."""
 
+    inputs = {index: structure_sha256(structure) for index, structure in zip(indices, structures)}
+
     def save(index: int, result: RelaxResult) -> None:
-        atomic_write_json(_result_path(relax_dir, index), result.to_json())
+        atomic_write_json(_result_path(relax_dir, index), {**result.to_json(), "input_sha256": inputs[index]})
 
     relax_batched(
         structures, settings, keys=list(indices), on_result=save, progress=progress, desc=f"relaxing ({settings.relaxer})"
@@ -248,7 +272,7 @@ def evaluate(
     relax_dir.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        pending = [s for s in subset if s.constructed and not _result_path(relax_dir, s.index).exists()]
+        pending = [s for s in subset if s.constructed and not _finished(relax_dir, s)]
         resumed = sum(1 for s in subset if s.constructed) - len(pending)
         _run_relaxations(pending, relax_dir, settings, max(1, workers or 1), progress)
         timings["relax_s"] = time.perf_counter() - t0
