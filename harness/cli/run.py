@@ -25,8 +25,9 @@ def register(subparsers) -> None:
                              f"and {quick.n_relax:,} (smoke runs)")
     parser.add_argument("--n-samples", type=int, default=None,
                         help="a custom number of samples instead of a tier (recorded as tier 'custom', never ranked); "
-                             "with --task conditional, per target (the protocol's 1,000 is tier full; quick: 100); with "
-                             "--task optimise, the number of starts (the protocol's 100 is tier full; quick: 10)")
+                             "with --task conditional, per target (the protocol's 1,000 is tier full); with --task optimise, "
+                             "the number of starts (the protocol's 100 is tier full). For these tasks --tier quick "
+                             "runs 100 per target or 10 starts, recorded as tier custom")
     parser.add_argument("--n-relax", type=int, default=None, help="with --n-samples: relaxed subset size (default n/10)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--checkpoint", type=Path, default=None, help="weights (default: the plugin's shipped ones)")
