@@ -66,3 +66,38 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def seeded_rows(frame, n: int, seed: int):
+    """``n`` rows of ``frame`` drawn without replacement by a seeded generator (in file order), their CIFs parsed into
+    a ``structure`` column."""
+    import numpy as np
+
+    from harness.datasets import parse_cif
+
+    rng = np.random.default_rng(seed)
+    chosen = frame.iloc[sorted(rng.choice(len(frame), size=min(n, len(frame)), replace=False))].copy()
+    chosen["structure"] = [parse_cif(text) for text in chosen["cif"]]
+    return chosen
+
+
+def relax_rows(chosen, work_dir, progress: bool):
+    """Protocol relaxations of ``chosen`` rows (columns ``split``, ``row``, ``structure``), one result file per row
+    named ``<split>-<row>.json`` (a rerun resumes); (results in row order, relaxed now, seconds)."""
+    import json
+    import time
+    from pathlib import Path
+
+    from harness.stability import relax_into
+    from harness.stability.relax import DEFAULT_SETTINGS, RelaxResult
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    keys = [f"{s}-{r}" for s, r in zip(chosen["split"], chosen["row"])]
+    pending = [i for i, k in enumerate(keys) if not (work_dir / f"{k}.json").exists()]
+    t0 = time.perf_counter()
+    relax_into(work_dir, [keys[i] for i in pending], [chosen["structure"].iloc[i] for i in pending],
+               DEFAULT_SETTINGS, progress=progress)
+    seconds = time.perf_counter() - t0
+    results = [RelaxResult.from_json(json.loads((work_dir / f"{k}.json").read_text())) for k in keys]
+    return results, len(pending), seconds

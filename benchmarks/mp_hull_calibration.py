@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "results" / "benchmarks"
 
-from common import quantiles, result_header  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+from common import quantiles, relax_rows, result_header, seeded_rows  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 CLASSES = ("oxides", "other_nonmetal_compounds", "intermetallics")
 
@@ -51,10 +51,9 @@ def chemistry_class(composition) -> str:
 
 def draw_rows(data_dir: str | None, n: int, seed: int):
     """``n`` seeded (split, row) draws among the val/test rows with a DFT e_above_hull; structures parsed."""
-    import numpy as np
     import pandas as pd
 
-    from harness.datasets import ensure_split_file, get_card, parse_cif
+    from harness.datasets import ensure_split_file, get_card
     from harness.paths import data_dir as resolve
 
     card = get_card("mp20")
@@ -65,26 +64,7 @@ def draw_rows(data_dir: str | None, n: int, seed: int):
         frame["split"], frame["row"] = split, range(len(frame))
         frames.append(frame[frame["e_above_hull"].notna()])
     pool = pd.concat(frames, ignore_index=True)
-    rng = np.random.default_rng(seed)
-    chosen = pool.iloc[sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))].copy()
-    chosen["structure"] = [parse_cif(text) for text in chosen["cif"]]
-    return chosen, len(pool)
-
-
-def relax_rows(chosen, work_dir: Path, progress: bool):
-    """Protocol relaxations of the chosen rows, one result file per row (a rerun resumes)."""
-    from harness.stability import relax_into
-    from harness.stability.relax import DEFAULT_SETTINGS, RelaxResult
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    keys = [f"{s}-{r}" for s, r in zip(chosen["split"], chosen["row"])]
-    pending = [i for i, k in enumerate(keys) if not (work_dir / f"{k}.json").exists()]
-    t0 = time.perf_counter()
-    relax_into(work_dir, [keys[i] for i in pending], [chosen["structure"].iloc[i] for i in pending],
-               DEFAULT_SETTINGS, progress=progress)
-    seconds = time.perf_counter() - t0
-    results = [RelaxResult.from_json(json.loads((work_dir / f"{k}.json").read_text())) for k in keys]
-    return results, len(pending), seconds
+    return seeded_rows(pool, n, seed), len(pool)
 
 
 def summarize(values, classes, dft_stable) -> dict:

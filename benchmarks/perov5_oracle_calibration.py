@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 import warnings
 from pathlib import Path
 
@@ -34,38 +33,18 @@ warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "results" / "benchmarks"
 
-from common import result_header  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+from common import relax_rows, result_header, seeded_rows  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
 
 
 def draw_rows(data_dir: str | None, n: int, seed: int):
-    import numpy as np
     import pandas as pd
 
-    from harness.datasets import ensure_split_file, get_card, parse_cif
+    from harness.datasets import ensure_split_file, get_card
     from harness.paths import data_dir as resolve
 
-    path = ensure_split_file(get_card("perov5"), "train", resolve(data_dir))
-    frame = pd.read_csv(path)
-    frame["row"] = range(len(frame))
-    rng = np.random.default_rng(seed)
-    chosen = frame.iloc[sorted(rng.choice(len(frame), size=min(n, len(frame)), replace=False))].copy()
-    chosen["structure"] = [parse_cif(text) for text in chosen["cif"]]
-    return chosen, len(frame)
-
-
-def relax_rows(chosen, work_dir: Path, progress: bool):
-    """Protocol relaxations, one result file per row (a rerun resumes)."""
-    from harness.stability import relax_into
-    from harness.stability.relax import DEFAULT_SETTINGS, RelaxResult
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    keys = [f"train-{r}" for r in chosen["row"]]
-    pending = [i for i, k in enumerate(keys) if not (work_dir / f"{k}.json").exists()]
-    t0 = time.perf_counter()
-    relax_into(work_dir, [keys[i] for i in pending], [chosen["structure"].iloc[i] for i in pending],
-               DEFAULT_SETTINGS, progress=progress)
-    seconds = time.perf_counter() - t0
-    return [RelaxResult.from_json(json.loads((work_dir / f"{k}.json").read_text())) for k in keys], len(pending), seconds
+    frame = pd.read_csv(ensure_split_file(get_card("perov5"), "train", resolve(data_dir)))
+    frame["split"], frame["row"] = "train", range(len(frame))
+    return seeded_rows(frame, n, seed), len(frame)
 
 
 def design(compositions, energies, elements, with_elements: bool):

@@ -101,6 +101,13 @@ def posted_samples(origin: Origin) -> dict[str, str] | None:
     return manifest.posted_samples() if manifest.sha256 == origin.samples_sha256 else None
 
 
+def _head(origin: Origin, run_id: str, dataset: str, n_samples: int) -> dict[str, Any]:
+    """The keys every record opens with: versions, the run, what made the samples, their tier and number."""
+    return {"schema_version": SCHEMA_VERSION, "protocol_version": PROTOCOL_VERSION, "run_id": run_id,
+            "kind": origin.kind, "dataset": dataset, "plugin": origin.plugin, "tier": origin.tier,
+            "n_samples": n_samples}
+
+
 def build_record(samples: Sequence[Sample], request: EvaluationRequest, result: Evaluation, origin: Origin, *,
                  run_id: str, samples_sha256: str, invocation: Invocation | None = None,
                  files: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -109,14 +116,7 @@ def build_record(samples: Sequence[Sample], request: EvaluationRequest, result: 
     metrics = {**result.metrics, **cost_metrics(origin.generation_s, len(samples), result.metrics)}
     novelty = result.novelty
     return {
-        "schema_version": SCHEMA_VERSION,
-        "protocol_version": PROTOCOL_VERSION,
-        "run_id": run_id,
-        "kind": origin.kind,
-        "dataset": request.dataset,
-        "plugin": origin.plugin,
-        "tier": origin.tier,
-        "n_samples": len(samples),
+        **_head(origin, run_id, request.dataset, len(samples)),
         "seeds": {"sample": origin.sample_seed, "wdist_subset": request.eval_seed,
                   "relax_subset": request.eval_seed if request.stability else None},
         "splits": {"reference": result.reference.name, "novelty": novelty.name if novelty is not None else None,
@@ -148,14 +148,7 @@ def task_record(origin: Origin, *, run_id: str, dataset: str, n_samples: int, sp
     totals = invocation.totals()
     seed = origin.sample_seed
     return {
-        "schema_version": SCHEMA_VERSION,
-        "protocol_version": PROTOCOL_VERSION,
-        "run_id": run_id,
-        "kind": origin.kind,
-        "dataset": dataset,
-        "plugin": origin.plugin,
-        "tier": origin.tier,
-        "n_samples": n_samples,
+        **_head(origin, run_id, dataset, n_samples),
         "seeds": {"sample": seed, "wdist_subset": seed, "relax_subset": seed},
         "splits": splits,
         "data": data,
