@@ -140,10 +140,11 @@ class SerialExecutor:
         self.close()
 
 
-def _exit_with_parent(interval_s: float = 1.0) -> None:
-    """End this worker when the process that started it is gone (killed, say, by SIGKILL or an OOM killer): an
-    orphaned worker would otherwise go on relaxing or fingerprinting for nobody, holding a core and its memory."""
-    parent = os.getppid()
+def _exit_with_parent(parent: int, interval_s: float = 1.0) -> None:
+    """End this worker when ``parent``, the process that started it, is gone (killed, say, by SIGKILL or an OOM
+    killer): an orphaned worker would otherwise go on relaxing or fingerprinting for nobody, holding a core and its
+    memory. The parent's pid comes from the parent itself: one that died while this worker was still importing has
+    already left it to another parent, so ``os.getppid()`` read here would watch the wrong process."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -153,9 +154,9 @@ def _exit_with_parent(interval_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _worker_main(conn: Connection) -> None:
+def _worker_main(conn: Connection, parent: int) -> None:
     """Worker loop: receive (fn, item), send back (value, error, seconds); ``None`` ends it."""
-    _exit_with_parent()
+    _exit_with_parent(parent)
     while True:
         try:
             task = conn.recv()
@@ -218,7 +219,7 @@ class ProcessExecutor:
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=_worker_main, args=(child,), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
         with _single_threaded_env():
             process.start()
         child.close()

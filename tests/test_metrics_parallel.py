@@ -96,3 +96,19 @@ def test_workers_end_when_the_pool_owner_is_killed(tmp_path):
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def test_a_worker_whose_owner_died_before_it_started_watching_exits(tmp_path):
+    """The owner's pid is handed to the worker: an owner killed while its worker was still importing has already
+    left the worker to another parent, which the worker must not take for its owner."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import os, time\n"
+            "from harness.parallel import _exit_with_parent\n"
+            "_exit_with_parent(os.getppid() + 10_000_000, interval_s=0.1)  # not this process's parent: gone\n"
+            "time.sleep(60)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 1 and time.monotonic() - started < 30
