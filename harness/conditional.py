@@ -182,7 +182,7 @@ def _run(request, card, spec, generator, task, prop, checkpoint, checkpoint_sha,
     from harness.datasets import load_split
     from harness.generator import resolve_device
     from harness.recording import reason_counts
-    from harness.runner import _checkpoint_manifest, generate, portable_path
+    from harness.runner import checkpoint_block, generate
     from harness.samples import structures_to_extxyz
     from harness.stability.mp_reference import load_shipped_mp_hull
 
@@ -226,8 +226,7 @@ def _run(request, card, spec, generator, task, prop, checkpoint, checkpoint_sha,
     metrics["seconds_per_sample"] = generation_s / n_total if n_total else None
     origin = Origin(
         plugin=spec.record_block(), tier=tier, sample_seed=request.seed, generation_s=generation_s, device=device,
-        checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha,
-                    "manifest": _checkpoint_manifest(Path(checkpoint))},
+        checkpoint=checkpoint_block(checkpoint, checkpoint_sha),
         sampling={**generator.sampling_settings(), "batch_size": request.batch_size, "device": device,
                   "seed_per_target": "the run's seed at every target (same space groups and sizes)"})
     record = task_record(

@@ -120,7 +120,7 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     from harness.generator import resolve_device
     from harness.metrics.optimisation import success_rates_at
     from harness.metrics.validity import validity_flags
-    from harness.runner import _checkpoint_manifest, portable_path
+    from harness.runner import checkpoint_block
     from harness.samples import make_sample, structures_to_extxyz
     from harness.stability.mp_reference import load_shipped_mp_hull
 
@@ -216,8 +216,7 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     device = resolve_device(request.device)
     origin = Origin(
         plugin=spec.record_block(), tier=tier, sample_seed=request.seed, generation_s=generation_s, device=device,
-        checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha,
-                    "manifest": _checkpoint_manifest(Path(checkpoint))},
+        checkpoint=checkpoint_block(checkpoint, checkpoint_sha),
         sampling={**generator.sampling_settings(), "device": device})
     record = task_record(
         origin, run_id=run_id, dataset=card.name, n_samples=len(samples),

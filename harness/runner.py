@@ -181,12 +181,10 @@ def _run(request: RunRequest, card: DatasetCard, generator, spec, tier: Tier, ch
     if trained_on and evaluation_request.novelty_split in (None, "train"):
         # Novelty is judged against what the model was trained on, so a 'val'-trained model is not flattered.
         evaluation_request = replace(evaluation_request, novelty_split="+".join(trained_on))
-    manifest = _checkpoint_manifest(checkpoint)
     origin = Origin(
         plugin=spec.record_block(),
         tier=tier.name, sample_seed=request.seed, generation_s=generation_s, device=device,
-        checkpoint={"path": portable_path(checkpoint), "sha256": checkpoint_sha, "manifest": manifest}
-        if checkpoint else None,
+        checkpoint=checkpoint_block(checkpoint, checkpoint_sha),
         sampling={**generator.sampling_settings(), "batch_size": request.batch_size, "device": device},
         model_trained_on="+".join(trained_on) if trained_on else None,
     )
@@ -201,6 +199,13 @@ def portable_path(path: str | Path) -> str:
         if path.is_relative_to(root):
             return path.relative_to(root).as_posix()
     return path.name
+
+
+def checkpoint_block(checkpoint: str | Path | None, sha256: str | None) -> dict[str, Any] | None:
+    """The checkpoint as a record names it: its portable path, sha256 and manifest (None without a checkpoint)."""
+    if checkpoint is None:
+        return None
+    return {"path": portable_path(checkpoint), "sha256": sha256, "manifest": _checkpoint_manifest(Path(checkpoint))}
 
 
 def _checkpoint_manifest(checkpoint: Path | None) -> dict[str, Any] | None:

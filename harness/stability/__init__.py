@@ -87,14 +87,17 @@ def structure_sha256(structure) -> str:
     return sha256_text(json.dumps(payload, sort_keys=True))
 
 
-def _finished(relax_dir: Path, sample: Sample) -> bool:
-    """Whether ``sample`` has a result file for this very structure (files written before the input hash was kept
-    are taken as they are)."""
+def _stored_result(relax_dir: Path, sample: Sample) -> RelaxResult | None:
+    """``sample``'s result file when it holds the relaxation of this very structure (a file written before the input
+    hash was kept is taken as it is), else None."""
     path = _result_path(relax_dir, sample.index)
     if not path.exists():
-        return False
-    recorded = json.loads(path.read_text()).get("input_sha256")
-    return recorded is None or recorded == structure_sha256(sample.structure)
+        return None
+    stored = json.loads(path.read_text())
+    recorded = stored.get("input_sha256")
+    if recorded is not None and recorded != structure_sha256(sample.structure):
+        return None
+    return RelaxResult.from_json(stored)
 
 
 def _relax_chunk(payload: tuple[list[tuple[int, dict]], dict, str]) -> int:
@@ -272,14 +275,15 @@ def evaluate(
     relax_dir.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        pending = [s for s in subset if s.constructed and not _finished(relax_dir, s)]
-        resumed = sum(1 for s in subset if s.constructed) - len(pending)
+        stored = {s.index: _stored_result(relax_dir, s) for s in subset if s.constructed}  # each file read once
+        results: dict[int, RelaxResult] = {i: r for i, r in stored.items() if r is not None}
+        pending = [s for s in subset if s.constructed and s.index not in results]
+        resumed = len(results)
         _run_relaxations(pending, relax_dir, settings, max(1, workers or 1), progress)
         timings["relax_s"] = time.perf_counter() - t0
-        results: dict[int, RelaxResult] = {}
-        for s in subset:
+        for s in pending:
             path = _result_path(relax_dir, s.index)
-            if s.constructed and path.exists():
+            if path.exists():
                 results[s.index] = RelaxResult.from_json(json.loads(path.read_text()))
     finally:
         if temp is not None:
