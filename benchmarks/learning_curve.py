@@ -32,11 +32,20 @@ def checkpoint_info(path: Path) -> dict:
     payload = torch.load(path, map_location="cpu", weights_only=False)
     manifest = payload.get("manifest") or {}
     history = payload.get("history") or []
-    return {
-        "epoch": payload.get("epoch", manifest.get("epochs")),
-        "losses": history[-1] if history else manifest.get("final_losses"),
+    epoch = payload.get("epoch", manifest.get("epochs"))
+    info = {
+        "epoch": epoch,
+        "losses": history[-1] if history else manifest.get("final_losses", payload.get("last_losses")),
         "wall_seconds": payload.get("wall_seconds", manifest.get("wall_seconds")),
+        "splits": manifest.get("splits"),
+        "epochs_in_all": epoch,
     }
+    source = manifest.get("init_from")
+    if source:  # a fine-tune counts its epochs from 0: the curve orders it after its source's
+        info["init_from"] = {k: source.get(k) for k in ("sha256", "epochs", "splits")}
+        if epoch is not None and source.get("epochs") is not None:
+            info["epochs_in_all"] = source["epochs"] + epoch
+    return info
 
 
 def training_elements(checkpoint: Path, dataset: str, data_dir) -> set[int] | None:
@@ -127,7 +136,8 @@ def main(argv=None) -> int:
         measured = {(p["sha256"], p.get("plugin_version")) for p in points}
         points += [p for p in json.loads(out.read_text())["points"]
                    if (p["sha256"], p.get("plugin_version")) not in measured]
-    points.sort(key=lambda p: (p["epoch"] is None, p["epoch"], p.get("plugin_version") or ""))
+    points.sort(key=lambda p: (p.get("epochs_in_all", p["epoch"]) is None, p.get("epochs_in_all", p["epoch"]) or 0,
+                               p.get("plugin_version") or ""))
     atomic_write_json(out, {
         **result_header("learning_curve", argv),
         "plugin": args.plugin, "dataset": args.dataset, "n_samples": args.n, "sample_seed": args.seed,
