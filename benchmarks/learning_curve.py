@@ -136,8 +136,11 @@ def main(argv=None) -> int:
         measured = {(p["sha256"], p.get("plugin_version")) for p in points}
         points += [p for p in json.loads(out.read_text())["points"]
                    if (p["sha256"], p.get("plugin_version")) not in measured]
-    points.sort(key=lambda p: (p.get("epochs_in_all", p["epoch"]) is None, p.get("epochs_in_all", p["epoch"]) or 0,
-                               p.get("plugin_version") or ""))
+    def order(point):  # points written before epochs_in_all was recorded are plain trainings
+        epochs = point.get("epochs_in_all", point["epoch"])
+        return epochs is None, epochs or 0, point.get("plugin_version") or ""
+
+    points.sort(key=order)
     atomic_write_json(out, {
         **result_header("learning_curve", argv),
         "plugin": args.plugin, "dataset": args.dataset, "n_samples": args.n, "sample_seed": args.seed,
