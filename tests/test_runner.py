@@ -64,6 +64,62 @@ def test_a_killed_run_resumes_to_the_same_record(tiny_dataset, tmp_path):
     assert resumed["data"]["samples_sha256"] == whole["data"]["samples_sha256"]
 
 
+def test_a_packed_generation_resumes_in_a_fresh_clone_sampling_only_the_unfinished_batch(tiny_dataset, tmp_path,
+                                                                                         monkeypatch):
+    import shutil
+
+    from harness.stability.carry import pack_batches
+
+    whole = load_record(run(request(tmp_path, "whole", seed=7)))
+    generator = TrainsetGenerator("tiny")
+    generator.load(None, "cpu")
+    carried = tmp_path / "carried"
+    generate(generator, 10, 7, 5, carried, progress=False)  # a session ended after two of the three batches
+    (carried / "run.json").write_text(json.dumps({"plugin": "trainset", "dataset": "tiny", "n_samples": N, "seed": 7,
+                                                  "batch_size": 5, "checkpoint_sha256": None, "tier": "custom"}))
+    assert pack_batches(carried) == (2, 2) and pack_batches(carried) == (2, 0)
+    shutil.rmtree(carried / "batches")  # a fresh clone holds the archive alone
+    seeds = []
+    real = TrainsetGenerator.sample
+    monkeypatch.setattr(TrainsetGenerator, "sample",
+                        lambda self, n, seed, batch_size: seeds.append(seed) or real(self, n, seed, batch_size))
+    resumed = load_record(run(request(tmp_path, "carried", seed=7)))
+    assert len(seeds) == 1  # the batch that never finished, and only it
+    assert resumed["data"]["samples_sha256"] == whole["data"]["samples_sha256"]
+    assert quality(resumed) == quality(whole)
+
+
+def test_a_lean_packed_structure_reads_back_bit_for_bit():
+    import numpy as np
+    from pymatgen.core import Lattice, Structure
+
+    from harness.stability.carry import _lean_structure
+
+    rng = np.random.default_rng(0)
+    structure = Structure(Lattice(rng.normal(size=(3, 3)) + 5 * np.eye(3)), ["Li", "O", "Fe"], rng.random((3, 3)),
+                          site_properties={"magmom": [0.1, -0.2, 0.3]})
+    structure.add_oxidation_state_by_element({"Li": 1, "O": -2, "Fe": 1})
+    structure[0].label = "Li_a"
+    stored = json.loads(json.dumps(structure.as_dict()))  # what a batch file holds
+    back = Structure.from_dict(json.loads(json.dumps(_lean_structure(stored))))
+    plain = Structure.from_dict(stored)
+    assert len(json.dumps(_lean_structure(stored))) < len(json.dumps(stored))
+    assert np.array_equal(back.lattice.matrix, plain.lattice.matrix)
+    assert np.array_equal(back.frac_coords, plain.frac_coords) and np.array_equal(back.cart_coords, plain.cart_coords)
+    assert [s.species for s in back] == [s.species for s in plain] and back.labels == plain.labels
+    assert back.site_properties == plain.site_properties
+
+
+def test_a_packed_batch_outside_a_batches_folder_is_refused(tmp_path):
+    import gzip
+
+    from harness.stability.carry import BATCHES_NAME, restore
+
+    (tmp_path / BATCHES_NAME).write_bytes(gzip.compress(b'{"path": "../batches/00000.json.gz", "payload": {}}\n'))
+    with pytest.raises(ValueError, match="not a generation batch"):
+        restore(tmp_path)
+
+
 def test_resuming_with_other_settings_is_refused(tiny_dataset, tmp_path):
     from harness.runner import RunError
 

@@ -590,3 +590,5 @@ def test_bench_pack_needs_a_run_folder_and_claiming_the_run_again_restores_the_p
     restored = RelaxResult.from_json(back).structure
     assert np.allclose(restored.lattice.matrix, result.structure.lattice.matrix, atol=1e-6)
     assert [s.species_string for s in restored] == [s.species_string for s in result.structure]
+    (run / "record.json").write_text("{}")
+    assert main(["pack", str(run)]) == 2 and "is finished" in capsys.readouterr().err

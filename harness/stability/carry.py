@@ -1,4 +1,4 @@
-"""Carrying an unfinished run's relaxations to another machine or session: ``bench pack RUN_DIR``.
+"""Carrying an unfinished run to another machine or session: ``bench pack RUN_DIR``.
 
 A run's relaxations are its dearest part (CHGNet on a 2-core CPU: about 70 ms per structure and FIRE step, so hours
 for a thousand generated crystals) and they live in ``<run>/stability/``, which git does not track: a session that
@@ -8,18 +8,27 @@ run, the input structure's hash, energy, convergence, steps and the relaxed stru
 file held already. :func:`restore` writes back the result files a folder lacks; every run path calls it when it
 claims a run folder, so the same ``bench run`` command resumes where the packed run stopped. A carried result is used
 only for the structure it relaxed (``input_sha256``; a sample regenerated differently is relaxed again).
+
+A generation longer than a session (SymmCD's 10,000 MP-20 samples take hours on one core) is carried the same way:
+the finished batches (``batches/NNNNN.json.gz``, also untracked) go into ``<run>/batches.jsonl.gz`` without what
+pymatgen derives again on reading, and :func:`restore` puts back the ones a folder lacks, so the resumed run reads
+the uninterrupted run's samples bit for bit and samples only the batches that never finished.
+A finished run needs neither file: its samples and results are in the record's own files.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from harness.io import atomic_write_gzip, atomic_write_json
 
 ARCHIVE_NAME = "relaxations.jsonl.gz"
+BATCHES_NAME = "batches.jsonl.gz"
+_BATCH_PATH = re.compile(r"^(?:[A-Za-z0-9_.=+-]+/)*batches/\d{5}\.json\.gz$")  # runner.generate's file names
 FORMAT = 1
 _DIGITS = 6
 
@@ -80,10 +89,79 @@ def pack(run_dir: Path) -> tuple[int, int]:
     return len(entries), len(set(entries) - before)
 
 
+_DERIVED_LATTICE_KEYS = ("a", "b", "c", "alpha", "beta", "gamma", "volume")
+
+
+def _lean_structure(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Structure dict without what pymatgen derives again on reading (the lattice's lengths, angles and volume,
+    each site's Cartesian ``xyz``, a label equal to the species): ``Structure.from_dict`` of it is the same
+    structure, bit for bit, at about a third of the size."""
+    lattice = {k: v for k, v in obj["lattice"].items() if k not in _DERIVED_LATTICE_KEYS}
+    sites = []
+    for site in obj["sites"]:
+        lean = {k: v for k, v in site.items() if k != "xyz" and not (k == "properties" and not v)}
+        if len(site["species"]) == 1 and site.get("label") == site["species"][0]["element"]:
+            lean.pop("label")
+        sites.append(lean)
+    return {**obj, "lattice": lattice, "sites": sites}
+
+
+def _read_batch(path: Path) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError, ValueError):
+        return None  # not a finished batch: the resumed run samples it again
+    return payload if isinstance(payload, dict) and "samples" in payload else None
+
+
+def _packed_batches(run_dir: Path) -> dict[str, dict[str, Any]]:
+    path = run_dir / BATCHES_NAME
+    if not path.exists():
+        return {}
+    batches = {}
+    with gzip.open(path, "rt") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                entry = json.loads(line)
+                key, payload = entry["path"], entry["payload"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path} line {number}: not a packed generation batch ({exc})") from None
+            if not _BATCH_PATH.match(key) or ".." in key.split("/"):
+                raise ValueError(f"{path} line {number}: {key!r} is not a generation batch of the run")
+            batches[key] = payload
+    return batches
+
+
+def pack_batches(run_dir: Path) -> tuple[int, int]:
+    """Pack the finished generation batches under ``run_dir`` into ``run_dir/batches.jsonl.gz`` (merged with the
+    archive's entries; a file on disk wins). Returns (batches in the archive, of them new). A folder without
+    batches writes no archive."""
+    run_dir = Path(run_dir)
+    batches = _packed_batches(run_dir)
+    before = set(batches)
+    for path in sorted(run_dir.rglob("batches/*.json.gz")):
+        key = path.relative_to(run_dir).as_posix()
+        payload = _read_batch(path) if _BATCH_PATH.match(key) else None
+        if payload is not None:
+            samples = [{**e, "structure": _lean_structure(e["structure"])} if "structure" in e else e
+                       for e in payload["samples"]]
+            batches[key] = {**payload, "samples": samples}
+    if not batches:
+        return 0, 0
+    lines = "".join(json.dumps({"path": key, "payload": batches[key]}) + "\n" for key in sorted(batches))
+    atomic_write_gzip(run_dir / BATCHES_NAME, lines.encode())
+    return len(batches), len(set(batches) - before)
+
+
 def restore(run_dir: Path) -> int:
-    """Write back the packed result files ``run_dir`` lacks; returns how many. No archive: nothing to do."""
+    """Write back the packed result and batch files ``run_dir`` lacks; returns how many. No archive: nothing to do."""
     run_dir = Path(run_dir)
     written = 0
+    for key, payload in _packed_batches(run_dir).items():
+        target = run_dir / key
+        if not target.exists():
+            atomic_write_gzip(target, json.dumps(payload).encode())
+            written += 1
     for key, entry in _entries(run_dir).items():
         target = run_dir / key
         if ".." in Path(key).parts or not key.startswith("stability/"):
