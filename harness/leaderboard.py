@@ -24,6 +24,7 @@ DATASET_TITLES = {"mp20": "MP-20", "perov5": "Perov-5", "carbon24": "Carbon-24"}
 REPORT_NAME = "report.md"
 MISSING = "–"
 TIER_ORDER = {"full": 0, "quick": 1, "custom": 2}
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # where records' package-relative checkpoint paths point
 
 
 @dataclass(frozen=True)
@@ -253,9 +254,32 @@ def _split_notes(record: dict[str, Any], *, trained: bool = True) -> list[str]:
     return notes
 
 
+@cache
+def _shipped_sha256(path: str) -> str | None:
+    """The sha256 of the checkpoint the installed plugins ship at package-relative ``path``; None where none does
+    (a third party's weights, a checkpoint from a run folder)."""
+    from harness.io import sha256_file
+
+    parts = Path(path).parts
+    if not parts or parts[0] != "plugins" or ".." in parts or Path(path).is_absolute():
+        return None
+    file = PACKAGE_ROOT.joinpath(*parts)
+    return sha256_file(file) if file.is_file() else None
+
+
+def _checkpoint_notes(record: dict[str, Any]) -> list[str]:
+    """A note where a record's checkpoint is not the one its plugin ships now (the model was retrained since)."""
+    checkpoint = record.get("checkpoint") or {}
+    path, sha = checkpoint.get("path"), checkpoint.get("sha256")
+    shipped = _shipped_sha256(path) if path and sha else None
+    if shipped is None or shipped == sha:
+        return []
+    return [f"an earlier checkpoint ({sha[:10]}): the plugin now ships {shipped[:10]} as {Path(path).name}"]
+
+
 def record_row(entry: Entry, out_dir: Path) -> Row:
     record = entry.record
-    notes = _split_notes(record)
+    notes = [*_checkpoint_notes(record), *_split_notes(record)]
     if entry.is_dataset:
         external = record.get("external") or {}
         label = f"{external.get('model', entry.group)} *(dataset)*"
@@ -371,7 +395,8 @@ and COV-P of all requested samples, COV-R of the test crystals, stability and S.
 (docs/protocol.md); `–` is a value the record (or paper) does not have. **Bold**: the best printed value of a column
 among {ranked_text}, marked when at least two such rows have a value. One row per plugin: its full-tier record
 with the highest `valid` (ties: newest `created`, then largest run id); a plugin with no full-tier record shows
-its best quick-tier record (1,000 samples, 100 relaxed: sg JSD is biased upward at that size), then custom.
+its best quick-tier record (1,000 samples, 100 relaxed: sg JSD is biased upward at that size), then custom; a
+row whose checkpoint is not the one the plugin ships now says so in its notes (the model was retrained since).
 *external* rows are samples another model's authors published, evaluated here under the protocol (status `raw`:
 unfiltered model output; caveats in the row). *published* rows are the papers' own figures (sources below),
 never ranked; `sg JSD (SymmCD)` is the variant those papers report. Seconds are generation wall time on the

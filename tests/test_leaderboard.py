@@ -118,6 +118,28 @@ def test_other_training_split_is_said_in_the_row(tmp_path):
     assert "novelty judged against val+train_partial" in notes
 
 
+def test_a_record_of_a_checkpoint_the_plugin_no_longer_ships_says_so(tmp_path, monkeypatch):
+    shipped = tmp_path / "pkg" / "plugins" / "m" / "checkpoints" / "mp20.pt"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_bytes(b"retrained weights")
+    monkeypatch.setattr(leaderboard, "PACKAGE_ROOT", tmp_path / "pkg")
+    leaderboard._shipped_sha256.cache_clear()
+    from harness.io import sha256_file
+
+    results = tmp_path / "results"
+    for name, sha, path in (("old", "ab" * 32, "plugins/m/checkpoints/mp20.pt"),
+                            ("now", sha256_file(shipped), "plugins/m/checkpoints/mp20.pt"),
+                            ("own", "cd" * 32, "runs/train/m/last.pt")):  # weights no plugin ships
+        record = make_record(name)
+        record["checkpoint"] = {"path": path, "sha256": sha, "manifest": None}
+        write_run(results, record)
+    mp20 = leaderboard.render_all(results, tmp_path / "lb")[tmp_path / "lb" / "mp20.md"]
+    leaderboard._shipped_sha256.cache_clear()
+    assert cell(mp20, "old", "notes").startswith(
+        f"an earlier checkpoint (ababababab): the plugin now ships {sha256_file(shipped)[:10]} as mp20.pt")
+    assert "earlier checkpoint" not in cell(mp20, "now", "notes") + cell(mp20, "own", "notes")
+
+
 def test_external_sets_are_marked_and_only_raw_10k_is_ranked(tmp_path):
     results = tmp_path / "results"
     write_run(results, make_record("m", tier="full", metrics={"valid": 0.80}))
