@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.io import atomic_write_text
 from harness.protocol import METRIC_SPECS, PROTOCOL_VERSION, TIERS, MetricSpec, family_specs
-from harness.records import iter_record_paths, load_record
+from harness.records import iter_record_paths, load_record, shipped_checkpoint_sha256
 from harness.relaxer import PROTOCOL_RELAXER
 from harness.tasks import CONDITIONAL, OPTIMISE, ORACLES, TASKS, UNCONDITIONAL, record_task
 
@@ -24,7 +24,6 @@ DATASET_TITLES = {"mp20": "MP-20", "perov5": "Perov-5", "carbon24": "Carbon-24"}
 REPORT_NAME = "report.md"
 MISSING = "–"
 TIER_ORDER = {"full": 0, "quick": 1, "custom": 2}
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # where records' package-relative checkpoint paths point
 
 
 @dataclass(frozen=True)
@@ -254,24 +253,11 @@ def _split_notes(record: dict[str, Any], *, trained: bool = True) -> list[str]:
     return notes
 
 
-@cache
-def _shipped_sha256(path: str) -> str | None:
-    """The sha256 of the checkpoint the installed plugins ship at package-relative ``path``; None where none does
-    (a third party's weights, a checkpoint from a run folder)."""
-    from harness.io import sha256_file
-
-    parts = Path(path).parts
-    if not parts or parts[0] != "plugins" or ".." in parts or Path(path).is_absolute():
-        return None
-    file = PACKAGE_ROOT.joinpath(*parts)
-    return sha256_file(file) if file.is_file() else None
-
-
 def _checkpoint_notes(record: dict[str, Any]) -> list[str]:
     """A note where a record's checkpoint is not the one its plugin ships now (the model was retrained since)."""
     checkpoint = record.get("checkpoint") or {}
     path, sha = checkpoint.get("path"), checkpoint.get("sha256")
-    shipped = _shipped_sha256(path) if path and sha else None
+    shipped = shipped_checkpoint_sha256(path) if path and sha else None
     if shipped is None or shipped == sha:
         return []
     return [f"an earlier checkpoint ({sha[:10]}): the plugin now ships {shipped[:10]} as {Path(path).name}"]

@@ -20,6 +20,8 @@ RECORD_NAME = "record.json"
 PER_SAMPLE_NAME = "per_sample.parquet"
 SAMPLES_NAME = "samples.extxyz.gz"  # gzip (mtime 0): the same samples give the same bytes
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # where records' package-relative checkpoint paths point
+
 # Upgraders from version N to N+1, applied in turn to old records when they are loaded.
 UPGRADES: dict[int, Callable[[dict], dict]] = {}
 
@@ -102,6 +104,19 @@ def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
     return atomic_write_json(path, record)
 
 
+@cache
+def shipped_checkpoint_sha256(path: str) -> str | None:
+    """The sha256 of the checkpoint the installed plugins ship at package-relative ``path`` (a record's
+    ``checkpoint.path``); None where none does (a third party's weights, a checkpoint from a run folder)."""
+    from harness.io import sha256_file
+
+    parts = Path(path).parts
+    if not parts or parts[0] != "plugins" or ".." in parts or Path(path).is_absolute():
+        return None
+    file = PACKAGE_ROOT.joinpath(*parts)
+    return sha256_file(file) if file.is_file() else None
+
+
 def iter_record_paths(results_dir: str | Path) -> Iterator[Path]:
     yield from sorted(Path(results_dir).glob(f"**/{RECORD_NAME}"))
 
@@ -122,6 +137,14 @@ def record_samples(run_dir: str | Path, record: dict, *, data_dir: str | Path | 
     files = record["files"]
     if files.get("samples"):
         return read_run_samples(Path(run_dir) / files["samples"], record["n_samples"])
+    if files.get("retired_samples"):  # superseded: read back from the commit the record names (bench retire)
+        from harness.retire import RetireError, read_retired
+
+        try:
+            text = read_retired(run_dir, record)
+        except RetireError as exc:
+            raise SampleFileError(str(exc)) from None
+        return read_run_samples(Path(run_dir) / files["retired_samples"]["file"], record["n_samples"], text)
     posted = files.get("posted_samples")
     if not posted:
         raise SampleFileError(f"{run_dir}: the record names neither a samples file nor a posted one")

@@ -40,7 +40,7 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
     from harness import stability
     from harness.costs import Invocation, cost_metrics
     from harness.datasets import load_split
-    from harness.io import atomic_write, sha256_file
+    from harness.io import atomic_write, atomic_write_gzip, sha256_file
     from harness.provenance import collect
     from harness.recording import relaxer_suffix
     from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, record_samples, write_record
@@ -88,10 +88,16 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
     table = table.drop(columns=[c for c in (*stability.TABLE_COLUMNS, "e_hull_dataset") if c in table.columns])
     table = table.join(result.table, how="left")
     atomic_write(out_dir / PER_SAMPLE_NAME, lambda p: table.to_parquet(p))
+    sibling = copy.deepcopy(record)
     if record["files"].get("samples"):  # an external set's sibling names the same posted file instead
         shutil.copyfile(run_dir / record["files"]["samples"], out_dir / record["files"]["samples"])
+    elif record["files"].get("retired_samples"):  # a retired record's sibling holds its samples again
+        from harness.retire import read_retired
 
-    sibling = copy.deepcopy(record)
+        name = record["files"]["retired_samples"]["file"]
+        atomic_write_gzip(out_dir / name, read_retired(run_dir, record).encode())
+        files = {k: v for k, v in record["files"].items() if k != "retired_samples"}
+        sibling["files"] = {**files, "samples": name}
     metrics = {**record["metrics"], **result.metrics}
     metrics.update(cost_metrics((record.get("timings") or {}).get("generation_s"), record["n_samples"], metrics))
     sibling.update({

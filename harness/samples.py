@@ -58,27 +58,31 @@ def make_sample(index: int, structure, reason: str | None = None) -> Sample:
     return Sample(index, structure, None)
 
 
-def _extxyz_frames(path: Path) -> list:
-    """Every frame of an extxyz file; a gzipped one is decompressed once into memory first (ASE's reader seeks back
-    to each frame, and a seek in a gzip stream decompresses from the start: quadratic in the file's length)."""
+def _extxyz_frames(path: Path, text: str | None = None) -> list:
+    """Every frame of an extxyz file (or of ``text``, its content read from elsewhere); a gzipped one is decompressed
+    once into memory first (ASE's reader seeks back to each frame, and a seek in a gzip stream decompresses from the
+    start: quadratic in the file's length)."""
     import gzip
     import io
 
     from ase.io import read
 
+    if text is not None:
+        return read(io.StringIO(text), index=":", format="extxyz")
     if path.name.lower().endswith(".gz"):
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             return read(io.StringIO(handle.read()), index=":", format="extxyz")
     return read(path, index=":", format="extxyz")
 
 
-def read_run_samples(path: Path, n_samples: int) -> list[Sample]:
+def read_run_samples(path: Path, n_samples: int, text: str | None = None) -> list[Sample]:
     """A run's own ``samples.extxyz(.gz)`` back in sample order: frames carry their ``sample_index`` (samples that were
-    never constructed have no frame and come back as unconstructed slots)."""
+    never constructed have no frame and come back as unconstructed slots). ``text``: the file's extxyz content where
+    it is read from elsewhere (a retired file, from git), ``path`` then only names it."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
     try:
-        frames = _extxyz_frames(path)
+        frames = _extxyz_frames(path, text)
     except Exception as exc:
         raise SampleFileError(f"{path}: cannot read as extxyz: {exc}") from exc
     slots: list[Sample] = [Sample(i, None, "not constructed (no frame in the run's samples file)")

@@ -40,6 +40,7 @@ def test_committed_record_is_valid_and_complete(path):
     assert path.parent.parent.parent.name == record["dataset"]
     files = dict(record["files"])
     posted = files.pop("posted_samples", None)
+    retired = files.pop("retired_samples", None)  # read back from git history (bench retire)
     for name in files.values():
         if name:
             assert (path.parent / name).exists(), f"{path}: names {name}, which is missing"
@@ -48,19 +49,26 @@ def test_committed_record_is_valid_and_complete(path):
         assert files["samples"] is None and posted == manifest.posted_samples(), path
         assert posted["sha256"] == record["data"]["samples_sha256"], path
     else:
-        assert files["samples"] and posted is None, path
+        assert bool(files["samples"]) != bool(retired) and posted is None, path
 
 
 def test_files_a_committed_record_names_are_tracked_and_an_external_sets_samples_are_not():
-    """A clone holds every file a tracked record names beside it; an external set's posted file (a dataset split,
-    for the data-* sets) is read through its manifest and never committed."""
+    """A clone holds every file a tracked record names beside it, or in the commit that retired it; an external set's
+    posted file (a dataset split, for the data-* sets) is read through its manifest and never committed."""
     files = tracked()
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.strip() == "true"
     for record_path in sorted(p for p in files if p.endswith("/record.json")):
         record = load_record(ROOT / record_path)
         folder = record_path.rsplit("/", 1)[0]
         for key, name in record["files"].items():
-            if key != "posted_samples" and name:
+            if key not in ("posted_samples", "retired_samples") and name:
                 assert f"{folder}/{name}" in files, f"{record_path} names {name}, which git does not track"
+        retired = record["files"].get("retired_samples")
+        if retired and not shallow:  # the commit it names holds the file (a clone with history reads it back)
+            assert retired["path"] == f"{folder}/{retired['file']}", record_path
+            assert subprocess.run(["git", "cat-file", "-e", f"{retired['commit']}:{retired['path']}"], cwd=ROOT,
+                                  capture_output=True).returncode == 0, f"{record_path}: retired samples not in git"
         if record["files"].get("posted_samples"):
             assert not [p for p in files if p.startswith(f"{folder}/samples.")], f"{folder}: a copy of posted samples"
 

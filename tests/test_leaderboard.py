@@ -122,9 +122,11 @@ def test_a_record_of_a_checkpoint_the_plugin_no_longer_ships_says_so(tmp_path, m
     shipped = tmp_path / "pkg" / "plugins" / "m" / "checkpoints" / "mp20.pt"
     shipped.parent.mkdir(parents=True)
     shipped.write_bytes(b"retrained weights")
-    monkeypatch.setattr(leaderboard, "PACKAGE_ROOT", tmp_path / "pkg")
-    leaderboard._shipped_sha256.cache_clear()
+    from harness import records
     from harness.io import sha256_file
+
+    monkeypatch.setattr(records, "PACKAGE_ROOT", tmp_path / "pkg")
+    records.shipped_checkpoint_sha256.cache_clear()
 
     results = tmp_path / "results"
     for name, sha, path in (("old", "ab" * 32, "plugins/m/checkpoints/mp20.pt"),
@@ -134,7 +136,7 @@ def test_a_record_of_a_checkpoint_the_plugin_no_longer_ships_says_so(tmp_path, m
         record["checkpoint"] = {"path": path, "sha256": sha, "manifest": None}
         write_run(results, record)
     mp20 = leaderboard.render_all(results, tmp_path / "lb")[tmp_path / "lb" / "mp20.md"]
-    leaderboard._shipped_sha256.cache_clear()
+    records.shipped_checkpoint_sha256.cache_clear()
     assert cell(mp20, "old", "notes").startswith(
         f"an earlier checkpoint (ababababab): the plugin now ships {sha256_file(shipped)[:10]} as mp20.pt")
     assert "earlier checkpoint" not in cell(mp20, "now", "notes") + cell(mp20, "own", "notes")
