@@ -95,7 +95,7 @@ _DERIVED_LATTICE_KEYS = ("a", "b", "c", "alpha", "beta", "gamma", "volume")
 def _lean_structure(obj: dict[str, Any]) -> dict[str, Any]:
     """A Structure dict without what pymatgen derives again on reading (the lattice's lengths, angles and volume,
     each site's Cartesian ``xyz``, a label equal to the species): ``Structure.from_dict`` of it is the same
-    structure, bit for bit, at about a third of the size."""
+    structure, bit for bit, in about 40 % of the gzipped bytes."""
     lattice = {k: v for k, v in obj["lattice"].items() if k not in _DERIVED_LATTICE_KEYS}
     sites = []
     for site in obj["sites"]:
