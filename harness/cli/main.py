@@ -8,7 +8,7 @@ import sys
 
 from harness import __version__
 
-VERBS = ("plugins", "datasets", "run", "evaluate", "train", "sample", "leaderboard", "report", "hull", "rescore", "relax", "pack", "retire")
+VERBS = ("plugins", "datasets", "run", "evaluate", "train", "sample", "leaderboard", "report", "hull", "rescore", "relax", "pack", "retire", "progress")
 
 
 def build_parser() -> argparse.ArgumentParser:

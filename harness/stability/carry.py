@@ -132,6 +132,12 @@ def _packed_batches(run_dir: Path) -> dict[str, dict[str, Any]]:
     return batches
 
 
+def packed_paths(run_dir: Path) -> tuple[set[str], set[str]]:
+    """The run-relative paths of the relaxation results and of the generation batches ``bench pack`` holds for
+    ``run_dir`` (ValueError on a line that is neither)."""
+    return set(_entries(Path(run_dir))), set(_packed_batches(Path(run_dir)))
+
+
 def pack_batches(run_dir: Path) -> tuple[int, int]:
     """Pack the finished generation batches under ``run_dir`` into ``run_dir/batches.jsonl.gz`` (merged with the
     archive's entries; a file on disk wins). Returns (batches in the archive, of them new). A folder without

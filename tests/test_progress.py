@@ -1,0 +1,118 @@
+"""bench progress: what a run in the background has finished, read from the files it writes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.cli.main import main
+from harness.progress import ProgressError, format_progress, progress
+from harness.runner import generate
+from harness.stability.carry import pack
+from plugins.baselines.trainset import TrainsetGenerator
+
+REPO = Path(__file__).resolve().parents[1]
+NOW = 1_900_000_000.0
+
+
+def _relaxation(folder: Path, index: int, mtime: float) -> None:
+    from pymatgen.core import Lattice, Structure
+
+    structure = Structure(Lattice.cubic(4.0 + 0.01 * index), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    path = folder / f"{index}.json"
+    path.write_text(json.dumps({"energy_per_atom": -3.0, "structure": structure.as_dict(), "converged": True,
+                                "steps": 12, "error": None, "seconds": 1.0, "input_sha256": f"{index:064x}"}))
+    os.utime(path, (mtime, mtime))
+
+
+@pytest.fixture
+def unfinished(tiny_dataset, tmp_path):
+    """A quick-tier run stopped in its relaxations: 2 of its 4 batches on disk, 30 relaxations finished (10 an hour
+    ago, 20 in the last minutes), of which 5 survive only in the archive `bench pack` wrote."""
+    run_dir = tmp_path / "run"
+    generator = TrainsetGenerator("tiny")
+    generator.load(None, "cpu")
+    generate(generator, 10, 7, 5, run_dir, progress=False)
+    (run_dir / "run.json").write_text(json.dumps({"plugin": "trainset", "dataset": "tiny", "n_samples": 20,
+                                                  "seed": 7, "batch_size": 5, "checkpoint_sha256": None,
+                                                  "tier": "quick"}))
+    relax = run_dir / "stability" / "relax-0123456789ab"
+    relax.mkdir(parents=True)
+    for i in range(30):
+        _relaxation(relax, i, NOW - 3600 if i < 10 else NOW - 60)
+    pack(run_dir)
+    for i in range(25, 30):
+        (relax / f"{i}.json").unlink()
+    return run_dir
+
+
+def test_an_unfinished_run_counts_files_and_packed_results_and_times_what_is_left(unfinished):
+    state = progress(unfinished, window_s=1200, now=NOW)
+    generation, relaxation = state["stages"]
+    assert (generation.done, generation.total) == (2, 4)
+    assert (relaxation.done, relaxation.total, relaxation.recent) == (30, 100, 15)
+    assert relaxation.left_s() == pytest.approx(70 * 1200 / 15)
+    text = format_progress(state)
+    assert "2 of 4 batches" in text and "30 of 100 structures; 15 in the last 20 min" in text
+    assert "about 1.6 h left" in text and "not yet written" in text
+
+
+def test_a_run_with_nothing_finished_lately_is_flagged(unfinished):
+    text = format_progress(progress(unfinished, window_s=1200, now=NOW + 7200))
+    assert "none finished in the last 20 min (is the run going?)" in text
+
+
+def test_packed_batches_count_in_a_fresh_clone(unfinished):
+    from harness.stability.carry import pack_batches
+
+    pack_batches(unfinished)
+    shutil.rmtree(unfinished / "batches")
+    generation = progress(unfinished, now=NOW)["stages"][0]
+    assert (generation.done, generation.total) == (2, 4)
+
+
+def test_a_conditional_run_counts_every_target(tiny_dataset, tmp_path):
+    run_dir = tmp_path / "conditional"
+    generator = TrainsetGenerator("tiny")
+    generator.load(None, "cpu")
+    generate(generator, 5, 0, 5, run_dir / "targets" / "formation_energy_per_atom=-2.8", progress=False)
+    (run_dir / "run.json").write_text(json.dumps({
+        "plugin": "symmbfn", "dataset": "tiny", "task": "conditional",
+        "targets": [["formation_energy_per_atom", -0.5], ["formation_energy_per_atom", -2.8]],
+        "n_per_target": 10, "seed": 0, "batch_size": 5, "checkpoint_sha256": None}))
+    generation, relaxation = progress(run_dir, now=NOW)["stages"]
+    assert (generation.done, generation.total) == (1, 4)
+    assert (relaxation.done, relaxation.total) == (0, 20)
+
+
+@pytest.mark.parametrize("record, relaxed", [("results/perov5/symat/full-seed0-f988ba824d", 1000),
+                                             ("results/mp20/symmbfn/conditional-n100-seed0-30732aa640", 300)])
+def test_a_finished_record_in_a_clean_clone_reads_its_counts_from_the_record(tmp_path, record, relaxed):
+    run_dir = tmp_path / "clone"
+    run_dir.mkdir()
+    for name in ("run.json", "record.json"):  # no batches/ or stability/: git does not track them
+        shutil.copy(REPO / record / name, run_dir / name)
+    generation, relaxation = progress(run_dir, now=NOW)["stages"]
+    assert generation.finished
+    assert (relaxation.done, relaxation.total) == (relaxed, relaxed)
+    assert format_progress(progress(run_dir, now=NOW)).endswith("record      written")
+
+
+def test_a_broken_archive_names_the_file_and_line(unfinished):
+    with gzip.open(unfinished / "relaxations.jsonl.gz", "at") as handle:
+        handle.write("not json\n")
+    with pytest.raises(ProgressError, match=r"relaxations\.jsonl\.gz line 31"):
+        progress(unfinished, now=NOW)
+
+
+def test_the_cli_reports_good_folders_and_refuses_the_rest(unfinished, tmp_path, capsys):
+    assert main(["progress", str(unfinished), str(tmp_path / "nothing")]) == 2
+    captured = capsys.readouterr()
+    assert "30 of 100 structures" in captured.out
+    assert "nothing: no run.json" in captured.err
+    assert main(["progress", "--window", "0", str(unfinished)]) == 2
