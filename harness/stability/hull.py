@@ -44,10 +44,13 @@ class HullError(RuntimeError):
     """A hull file is missing, of an unknown format, or fails its hash check."""
 
 
-# Above this many elements a chemical system's hull energy comes from a linear program, not a phase diagram: qhull
-# in 11+ dimensions over thousands of entries does not finish (a generated 15-element MP-20 sample stalled a run).
-# Records evaluated so far never exceeded 10 elements, so their E_hull values are untouched.
-DIAGRAM_MAX_ELEMENTS = 10
+# Above this many elements a chemical system's hull energy comes from a linear program, not a phase diagram. Both
+# give the same lower envelope (to 1e-14 eV/atom on SymmBFN's MP-20 samples, benchmarks/hull_paths.py), but a
+# phase diagram is a convex hull in (elements - 1) dimensions over every entry of the system and its subsystems:
+# on the MP hull it took 0.02 s at 4 elements, 0.5-5 s at 7-8 and over a minute at 9 (1,277 entries), once per
+# chemical system, and generated samples rarely share one; the linear program takes about 0.01 s at any size. Up to
+# 4 elements a diagram stays cheap and is cached per system (many samples share binaries and ternaries).
+DIAGRAM_MAX_ELEMENTS = 4
 
 
 def lowest_energy_per_atom(entries: Sequence[Any], composition) -> float:
