@@ -4,7 +4,7 @@
 
 For the compositions of the record's relaxed subset, grouped by their number of elements, up to ``--per-size``
 compositions each (seeded): the hull's formation energy at the composition from a pymatgen ``PhaseDiagram`` of its
-chemical system (built fresh, as a sample of a new system pays for it; stopped after ``--timeout`` seconds) and
+chemical system (built fresh, as a sample of a new system pays for it, in a forked child killed after ``--timeout`` seconds) and
 from the linear program ``hull.lowest_energy_per_atom``, with each one's seconds and their largest difference.
 Then every relaxed sample of the record is scored again by the hull as the code now routes it
 (``DIAGRAM_MAX_ELEMENTS``), against the record's stored E_hull: the largest difference and how many samples change
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -27,29 +26,32 @@ REPO = Path(__file__).resolve().parents[1]
 METASTABLE = 0.1
 
 
-class _Timeout(Exception):
-    pass
+def _phase_diagram_child(system, composition, queue) -> None:
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
 
-
-def _on_alarm(signum, frame):
-    raise _Timeout()
-
-
-def _timed(fn, timeout_s: float | None = None):
-    """(value, seconds), or (None, None) when ``timeout_s`` passed first."""
-    if timeout_s:
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout_s)
     start = time.perf_counter()
+    value = float(PhaseDiagram(system).get_hull_energy_per_atom(composition))
+    queue.put((value, time.perf_counter() - start))
+
+
+def _phase_diagram(system, composition, timeout_s: float):
+    """(hull energy, seconds) from a fresh PhaseDiagram, or (None, None) when it ran past ``timeout_s``. It runs in a
+    forked child that is killed at the timeout: qhull is C code, which a signal in this process cannot stop."""
+    import multiprocessing as mp
+    import queue as queue_module
+
+    context = mp.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_phase_diagram_child, args=(system, composition, results), daemon=True)
+    child.start()
     try:
-        value = fn()
-    except _Timeout:
+        return results.get(timeout=timeout_s)
+    except queue_module.Empty:
         return None, None
     finally:
-        if timeout_s:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-    return value, time.perf_counter() - start
+        if child.is_alive():
+            child.kill()
+        child.join()
 
 
 def _stats(values: list[float]) -> dict | None:
@@ -63,7 +65,6 @@ def _stats(values: list[float]) -> dict | None:
 
 def compare_paths(hull, compositions_by_size: dict[int, list], per_size: int, timeout_s: float, seed: int) -> list:
     import numpy as np
-    from pymatgen.analysis.phase_diagram import PhaseDiagram
 
     from harness.stability.hull import lowest_energy_per_atom
 
@@ -77,10 +78,10 @@ def compare_paths(hull, compositions_by_size: dict[int, list], per_size: int, ti
             elements = [el.symbol for el in composition]
             system = hull._pool(elements)
             entries.append(len(system))
-            lp, seconds = _timed(lambda s=system, c=composition: lowest_energy_per_atom(s, c))
-            lp_s.append(seconds)
-            pd, seconds = _timed(lambda s=system, c=composition: PhaseDiagram(s).get_hull_energy_per_atom(c),
-                                 timeout_s)
+            start = time.perf_counter()
+            lp = lowest_energy_per_atom(system, composition)
+            lp_s.append(time.perf_counter() - start)
+            pd, seconds = _phase_diagram(system, composition, timeout_s)
             if pd is None:
                 timeouts.append(composition.reduced_formula)
                 continue
@@ -153,8 +154,10 @@ def main(argv=None) -> int:
     result = {**result_header("hull_paths", argv), "record": str(args.run_dir), "run_id": record["run_id"],
               "dataset": record["dataset"], "hull": hull.sha256, "diagram_max_elements": DIAGRAM_MAX_ELEMENTS,
               "per_size": args.per_size, "timeout_s": args.timeout, "seed": args.seed,
+              "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
               "paths": compare_paths(hull, by_size, args.per_size, args.timeout, args.seed),
               "rescored_with_current_routing": rescore(hull, table)}
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out = args.out or REPO / "results" / "benchmarks" / f"hull_paths_{record['dataset']}_{args.run_dir.name}.json"
     atomic_write_json(out, result)
     print(json.dumps(result["rescored_with_current_routing"]))
