@@ -27,7 +27,7 @@ DEFAULT_WINDOW_S = 1200.0
 
 
 class ProgressError(ValueError):
-    """A folder that holds no run (no readable ``run.json``)."""
+    """A folder without a readable ``run.json``, or a record or packed archive in it that cannot be read."""
 
 
 @dataclass(frozen=True)
