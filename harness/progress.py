@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.records import RECORD_NAME, SAMPLES_NAME
 from harness.stability.carry import packed_paths
 
 DEFAULT_WINDOW_S = 1200.0
@@ -131,7 +132,7 @@ def progress(run_dir: Path, window_s: float = DEFAULT_WINDOW_S, now: float | Non
         raise ProgressError(str(exc)) from None
     generation = _generation(run_dir, params, packed_batches, now, window_s)
     relaxation = _relaxation(run_dir, params, packed_relaxations, now, window_s)
-    if (record is not None or (run_dir / "samples.extxyz.gz").exists()) and generation.total is not None:
+    if (record is not None or (run_dir / SAMPLES_NAME).exists()) and generation.total is not None:
         generation = Stage("generation", generation.total, generation.total, generation.unit, 0, window_s)
     if record is not None:  # a clean clone has no stability/ folder: the record says what was relaxed
         n_relaxed = _recorded_relaxations(record)
@@ -151,7 +152,7 @@ def _recorded_relaxations(record: dict[str, Any]) -> int | None:
 
 
 def _read_record(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "record.json"
+    path = run_dir / RECORD_NAME
     if not path.exists():
         return None
     try:
