@@ -1,10 +1,11 @@
 """``bench run --task optimise``: CDVAE's property optimisation (docs/protocol.md, "Tasks", optimise).
 
 The first ``n`` structures of the test split are handed to the generator's ``optimise``; every decode it returns
-is checked for validity, every valid one relaxed with CHGNet and scored by the dataset's oracle (its formation energy
-from the relaxation and the Materials Project references), and a start's value is the best over its scored decodes.
-SR5/SR10/SR15 are taken at the protocol's pinned thresholds. The decodes are kept in ``decodes.json.gz`` and the
-relaxations per structure, so an interrupted run resumes.
+is checked for validity and every valid one scored by the dataset's oracle (``harness.tasks.ORACLES``): on MP-20 its
+formation energy from the protocol's CHGNet relaxation and the Materials Project references; on Perov-5 a graph
+network trained on the dataset's own ``heat_ref`` (``harness.property_oracle``), applied as decoded. A start's value
+is the best over its scored decodes; SR5/SR10/SR15 are taken at the protocol's pinned thresholds. The decodes are kept
+in ``decodes.json.gz`` and the relaxations per structure, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     from harness.generator import resolve_device
     from harness.metrics.optimisation import success_rates_at
     from harness.metrics.validity import validity_flags
+    from harness.property_oracle import load_oracle
     from harness.runner import checkpoint_block
     from harness.samples import make_sample, structures_to_extxyz
     from harness.stability.mp_reference import load_shipped_mp_hull
@@ -156,13 +158,23 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     trained_on = generator.training_splits() if hasattr(generator, "training_splits") else None
     train = load_split(card, "+".join(trained_on) if trained_on else "train", request.data_dir)
     t0 = time.perf_counter()
+    scored, supervised, oracle_block = None, {}, {"name": oracle.name, "kind": oracle.kind, "version": "1",
+                                                  "description": oracle.description}
     try:
-        scored = stability.evaluate(valid, dataset=card, train=train, n_relax=len(valid), seed=request.seed,
-                                    work_dir=run_dir / "stability", data_dir=request.data_dir,
-                                    workers=request.workers, progress=request.progress) if valid else None
+        if oracle.kind == "supervised":
+            network = load_oracle(oracle.name)
+            oracle_block.update(version=network.manifest["weights_sha256"][:12],
+                                weights_sha256=network.manifest["weights_sha256"],
+                                test={k: network.manifest["test"][k] for k in ("n", "mae", "rmse", "r2", "spearman")})
+            found, reasons = network.predict([s.structure for s in valid])
+            supervised = {s.index: (v, r) for s, v, r in zip(valid, found, reasons, strict=True)}
+        elif valid:
+            scored = stability.evaluate(valid, dataset=card, train=train, n_relax=len(valid), seed=request.seed,
+                                        work_dir=run_dir / "stability", data_dir=request.data_dir,
+                                        workers=request.workers, progress=request.progress)
     finally:
         invocation.add("evaluation", time.perf_counter() - t0)
-    hull = load_shipped_mp_hull()
+    hull = load_shipped_mp_hull() if scored is not None else None
     values = np.full((len(starts), per_start), np.nan)
     table_rows = []
     for sample, is_struct, is_comp in zip(samples, struct, comp, strict=True):
@@ -172,7 +184,12 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
                "formula": sample.structure.composition.reduced_formula if sample.structure is not None else None,
                "predicted": predicted[start][k] if predicted else None, "oracle_value": np.nan,
                "relaxed_energy_per_atom": np.nan, "e_hull": np.nan, "relax_converged": False, "oracle_error": None}
-        if scored is not None and sample.index in scored.table.index:
+        if sample.index in supervised:
+            value, reason = supervised[sample.index]
+            row["oracle_error"] = reason
+            if reason is None:
+                row["oracle_value"] = values[start, k] = float(value)
+        elif scored is not None and sample.index in scored.table.index:
             r = scored.table.loc[sample.index]
             row.update(relaxed_energy_per_atom=r["relaxed_energy_per_atom"], e_hull=r["e_hull"],
                        relax_converged=bool(r["relax_converged"]), oracle_error=r["stability_error"])
@@ -227,7 +244,7 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
         details={"optimise": details},
         task={**task.as_record(), "optimise": {
             "property": prop.column, "better": prop.better,
-            "oracle": {"name": oracle.name, "version": "1", "description": oracle.description},
+            "oracle": oracle_block,
             "reference": {"source": "CDVAE's pinned training-split percentiles (harness.tasks.OPTIMISED_PROPERTIES)",
                           "percents": list(SR_PERCENTS), "thresholds": list(prop.thresholds)},
             "starts": {"split": "test", "n": len(starts)},

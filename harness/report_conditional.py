@@ -148,7 +148,7 @@ OPTIMISE_PLOT = "optimise_trajectories.png"
 
 
 def plot_trajectories(table: pd.DataFrame, thresholds: list[float], percents: list[float], path: Path,
-                      title: str, unit: str) -> Path:
+                      title: str, unit: str, oracle: str = "relaxed CHGNet, MP references") -> Path:
     """Per start, the oracle's value of each scored decode along the optimisation (left) and the model's own
     predictor at the same steps (right), with the success thresholds."""
     import matplotlib
@@ -167,7 +167,7 @@ def plot_trajectories(table: pd.DataFrame, thresholds: list[float], percents: li
         for ax in (left, right):
             ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8)
         left.annotate(f"best {percent:g} %", (0, threshold), fontsize=7, va="bottom")
-    left.set_title("oracle (relaxed CHGNet, MP references)", fontsize=9)
+    left.set_title(f"oracle ({oracle})", fontsize=9)
     right.set_title("the model's own predictor (not the score)", fontsize=9)
     for ax in (left, right):
         ax.set_xlabel("optimiser step")
@@ -195,7 +195,8 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
     plot = plot_trajectories(table, block["reference"]["thresholds"], block["reference"]["percents"],
                              run_dir / OPTIMISE_PLOT,
                              f"{record['plugin']['name']} on {record['dataset']}: {block['starts']['n']} starts",
-                             unit)
+                             unit, oracle=("a trained heat_ref network, unrelaxed" if block["oracle"].get("kind") ==
+                                           "supervised" else "relaxed CHGNet, MP references"))
     m = block["metrics"]
     manifest = (record.get("checkpoint") or {}).get("manifest") or {}
     lines = [f"# Optimisation run `{record['run_id']}`", "",
@@ -205,6 +206,10 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
                 if (manifest.get("init_from") or {}).get("epochs") is not None else ""),
              f"- Task `optimise` {record['task']['version']}: {block['property']}, {block['better']} is better; "
              f"oracle `{block['oracle']['name']}`: {block['oracle']['description']}",
+             *([f"- Oracle on the test split ({block['oracle']['test']['n']} rows): MAE "
+                f"{block['oracle']['test']['mae']:.3f}, R² {block['oracle']['test']['r2']:.3f}, Spearman "
+                f"{block['oracle']['test']['spearman']:.3f}; weights sha256 {block['oracle']['weights_sha256'][:12]}"]
+               if block["oracle"].get("test") else []),
              f"- Starts: the first {block['starts']['n']} of the {block['starts']['split']} split; tier {record['tier']}",
              f"- Optimisation and decoding {record['timings'].get('generation_s') or 0:.0f} s, scoring "
              f"{record['timings'].get('evaluation_s') or 0:.0f} s, peak {record['timings'].get('peak_tree_rss_gb')} GB",

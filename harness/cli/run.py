@@ -94,14 +94,14 @@ def _run_conditional(args) -> int:
 
 
 def _run_optimise(args) -> int:
-    """The optimise task: the test split's first starts optimised, decoded, relaxed and scored by the oracle."""
+    """The optimise task: the test split's first starts optimised, decoded and scored by the dataset's oracle."""
     from harness.cli.common import fail
     from harness.optimise import OptimiseRunRequest, oracle_for, run_optimise
     from harness.runner import RunError
 
     if args.relaxer != "chgnet" or (args.hull not in (None, "mp")) or not args.stability:
-        return fail("the optimise task fixes its oracle: CHGNet relaxation and the Materials Project references "
-                    "(no --relaxer, --hull or --no-stability)")
+        return fail("the optimise task fixes its oracle per dataset (harness.tasks.ORACLES; MP-20: CHGNet relaxation "
+                    "and the Materials Project references): no --relaxer, --hull or --no-stability")
     if args.n_relax is not None:
         return fail("the optimise task relaxes every valid decode; --n-relax does not apply")
     try:
