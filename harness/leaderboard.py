@@ -618,6 +618,16 @@ OPTIMISE_HEADERS = ("model", "tier (starts)", "SR5", "SR10", "SR15", "starts wit
                     "trained", "links")
 
 
+def _domain_note(details: dict[str, Any]) -> str:
+    """For a supervised oracle: the SR counting only decodes of a composition type it was trained on."""
+    domain = details.get("in_oracle_domain")
+    if not domain:
+        return ""
+    m = domain["metrics"]
+    return (f" (decodes of a training composition type only: SR5/10/15 "
+            f"{'/'.join(format_value(m[k], 'rate') for k in ('sr5', 'sr10', 'sr15'))})")
+
+
 def _oracle_sentence(dataset: str) -> str:
     """How this dataset's optimise records are scored, beside the papers' trained predictor."""
     oracle = next((o for o in ORACLES.values() if dataset in o.datasets), None)
@@ -654,7 +664,7 @@ def optimise_table(entries: list[Entry], dataset: str, task_rows: Iterable[dict[
                      f"{details.get('n_valid', MISSING)} / {details.get('n_scored', MISSING)} of "
                      f"{details.get('n_decodes', MISSING)}",
                      MISSING if best is None else f"{best:.3f}", MISSING if own is None else f"{own:.3f}",
-                     f"`{block['oracle']['name']}`", trained, _links(entry, out_dir)))
+                     f"`{block['oracle']['name']}`" + _domain_note(details), trained, _links(entry, out_dir)))
     for paper in papers:
         m = paper["metrics"]
         rows.append((f"{paper['method']} *(published)*", "paper (100)",

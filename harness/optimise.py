@@ -158,7 +158,7 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     trained_on = generator.training_splits() if hasattr(generator, "training_splits") else None
     train = load_split(card, "+".join(trained_on) if trained_on else "train", request.data_dir)
     t0 = time.perf_counter()
-    scored, supervised, oracle_block = None, {}, {"name": oracle.name, "kind": oracle.kind, "version": "1",
+    scored, supervised, domain, oracle_block = None, {}, None, {"name": oracle.name, "kind": oracle.kind, "version": "1",
                                                   "description": oracle.description}
     try:
         if oracle.kind == "supervised":
@@ -168,6 +168,7 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
                                 test={k: network.manifest["test"][k] for k in ("n", "mae", "rmse", "r2", "spearman")})
             found, reasons = network.predict([s.structure for s in valid])
             supervised = {s.index: (v, r) for s, v, r in zip(valid, found, reasons, strict=True)}
+            domain = oracle_domain(network.manifest, card, request.data_dir)
         elif valid:
             scored = stability.evaluate(valid, dataset=card, train=train, n_relax=len(valid), seed=request.seed,
                                         work_dir=run_dir / "stability", data_dir=request.data_dir,
@@ -184,6 +185,9 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
                "formula": sample.structure.composition.reduced_formula if sample.structure is not None else None,
                "predicted": predicted[start][k] if predicted else None, "oracle_value": np.nan,
                "relaxed_energy_per_atom": np.nan, "e_hull": np.nan, "relax_converged": False, "oracle_error": None}
+        if domain is not None:
+            row["in_oracle_domain"] = row["formula"] is not None and \
+                sample.structure.composition.anonymized_formula in domain
         if sample.index in supervised:
             value, reason = supervised[sample.index]
             row["oracle_error"] = reason
@@ -206,6 +210,8 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     best = np.where(np.isfinite(values), values, np.inf if prop.better == "lower" else -np.inf)
     best = best.min(axis=1) if prop.better == "lower" else best.max(axis=1)
     start_values = [float(v) if np.isfinite(v) else None for v in best]
+    if domain is not None:
+        details_domain = _in_domain_rates(table_rows, values, prop, per_start)
     table = pd.DataFrame(table_rows)
     atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: table.to_parquet(p, index=False))
     extxyz = structures_to_extxyz(samples)
@@ -227,6 +233,8 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
                                                                              "n_not_converged", "timings")
                                                   if k in scored.info},
     }
+    if domain is not None:
+        details["in_oracle_domain"] = details_domain
     labels = _start_labels(test, prop.column, request.n_starts)
     if labels is not None:
         details["starts_own_values"] = {"median": float(np.nanmedian(labels)), "source": f"test split {prop.column}"}
@@ -260,3 +268,43 @@ def _start_labels(test, column: str, n: int) -> np.ndarray | None:
         return read_split_column(test, column)[:n]
     except DatasetError:
         return None
+
+
+def oracle_domain(manifest: dict[str, Any], card, data_dir) -> frozenset[str]:
+    """The composition types (pymatgen's anonymized reduced formulas, e.g. ABC3) of the crystals a supervised oracle
+    was trained on: outside them its value is an extrapolation. Read from the split its manifest names, checked by
+    sha256."""
+    from harness.datasets import load_split
+    from harness.runner import RunError
+
+    trained = manifest["trained_on"]
+    split = load_split(card, trained["split"], data_dir)
+    if split.sha256 != trained["sha256"]:
+        raise RunError(f"the oracle {manifest['name']} was trained on {card.name} {trained['split']} with sha256 "
+                       f"{trained['sha256'][:12]}, but this data directory's file has {split.sha256[:12]}")
+    return frozenset(s.composition.anonymized_formula for s in split.structures)
+
+
+def _in_domain_rates(rows: list[dict[str, Any]], values: np.ndarray, prop, per_start: int) -> dict[str, Any]:
+    """SR counting only decodes whose composition type the oracle was trained on (a diagnosis beside the protocol's
+    SR, which counts every valid decode as CDVAE's does)."""
+    from harness.metrics.optimisation import success_rates_at
+
+    inside = np.zeros_like(values, dtype=bool)
+    for row in rows:
+        if row.get("in_oracle_domain"):
+            inside[divmod(row["index"], per_start)] = True
+    kept = np.where(inside, values, np.nan)
+    rates = success_rates_at(kept, dict(zip((f"sr{p}" for p in SR_PERCENTS), prop.thresholds, strict=True)),
+                             prop.better)
+    scored = np.isfinite(values)
+    best_k = np.where(scored, values, np.inf if prop.better == "lower" else -np.inf)
+    best_k = best_k.argmin(axis=1) if prop.better == "lower" else best_k.argmax(axis=1)
+    with_score = scored.any(axis=1)
+    return {"rule": "the decode's anonymized reduced formula occurs among the oracle's training crystals",
+            "n_scored": int(scored.sum()), "n_scored_in_domain": int((scored & inside).sum()),
+            "best_decode_in_domain": int(inside[np.arange(len(values)), best_k][with_score].sum()),
+            "n_starts_with_a_score": int(with_score.sum()),
+            "in_domain_by_decode_step": [float(inside[:, k][scored[:, k]].mean()) if scored[:, k].any() else None
+                                         for k in range(per_start)],
+            "metrics": rates.metrics()}

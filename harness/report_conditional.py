@@ -221,6 +221,15 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
                                "decodes valid / scored"], tablefmt="github", disable_numparse=True), "",
              f"Thresholds (best {', '.join(f'{p:g}' for p in block['reference']['percents'])} %): "
              f"{', '.join(f'{t:g}' for t in block['reference']['thresholds'])} ({block['reference']['source']}).", ""]
+    domain = details.get("in_oracle_domain")
+    if domain:
+        d = domain["metrics"]
+        lines += [f"Only {domain['n_scored_in_domain']} of the {domain['n_scored']} scored decodes have a composition "
+                  f"type the oracle was trained on ({domain['rule']}); elsewhere its value is an extrapolation. "
+                  f"{domain['best_decode_in_domain']} of the {domain['n_starts_with_a_score']} starts' best decodes "
+                  f"are inside. Counting only decodes inside: SR5 {fmt(d['sr5'], 'rate')}, SR10 "
+                  f"{fmt(d['sr10'], 'rate')}, SR15 {fmt(d['sr15'], 'rate')}. Share inside by decode step: "
+                  + ", ".join("–" if v is None else f"{v:.2f}" for v in domain["in_domain_by_decode_step"]) + ".", ""]
     own = (details.get("starts_own_values") or {}).get("median")
     if own is not None and details.get("start_value_median") is not None:
         lines += [f"The starts' own dataset values have median {own:.3f}; their best scored decodes, "

@@ -201,6 +201,8 @@ def test_a_perov5_optimise_run_is_scored_by_the_trained_heat_ref_network(models,
     for split in ("train", "test"):
         frame.to_csv(tmp_path / "data" / "perov5" / f"{split}.csv", index=False)
     monkeypatch.setenv("XTALBENCH_CACHE", str(tmp_path / "cache"))
+    # the toy train split is not the one the shipped oracle was trained on (its sha256 differs): the domain by hand
+    monkeypatch.setattr("harness.optimise.oracle_domain", lambda manifest, card, data_dir: frozenset({"ABC3"}))
     out = tmp_path / "run"
     assert main(["run", "--plugin", "symat", "--dataset", "perov5", "--task", "optimise", "--n-samples", "2",
                  "--checkpoint", str(tuned.checkpoint), "--data-dir", str(tmp_path / "data"), "--out", str(out),
@@ -221,3 +223,26 @@ def test_a_perov5_optimise_run_is_scored_by_the_trained_heat_ref_network(models,
     expected, _ = oracle.predict([decodes[i] for i in table.loc[valid, "index"]])
     np.testing.assert_allclose(table.loc[valid, "oracle_value"], expected, rtol=1e-6)
     assert record["details"]["optimise"]["stability"] is None
+    inside = table["in_oracle_domain"]
+    assert (inside == [s is not None and s.composition.anonymized_formula == "ABC3" for s in decodes]).all()
+    domain = record["details"]["optimise"]["in_oracle_domain"]
+    assert domain["n_scored"] == int(valid.sum()) and domain["n_scored_in_domain"] == int((valid & inside).sum())
+    best_inside = table[valid & inside].groupby("start")["oracle_value"].min().reindex(range(2))
+    assert domain["metrics"]["sr15"] == pytest.approx(float((best_inside <= 0.7364607).sum()) / 2)
+
+
+def test_an_oracle_domain_from_another_training_file_is_refused(tmp_path, monkeypatch):
+    from pymatgen.io.cif import CifWriter
+
+    from harness.datasets import get_card
+    from harness.optimise import oracle_domain
+    from harness.runner import RunError
+
+    (tmp_path / "perov5").mkdir()
+    cif = str(CifWriter(labelled_split(tmp_path).structures[0]))
+    pd.DataFrame({"material_id": ["p0"], "cif": [cif], "heat_ref": [0.5]}).to_csv(tmp_path / "perov5" / "train.csv",
+                                                                              index=False)
+    monkeypatch.setenv("XTALBENCH_CACHE", str(tmp_path / "cache"))
+    manifest = {"name": "perov5_heat_ref", "trained_on": {"split": "train", "sha256": "0" * 64}}
+    with pytest.raises(RunError, match="was trained on perov5 train with sha256 000000000000"):
+        oracle_domain(manifest, get_card("perov5"), tmp_path)
