@@ -31,6 +31,7 @@ from harness.records import (
 )
 from harness.tasks import (
     OPTIMISE,
+    OPTIMISE_CHUNK,
     OPTIMISE_STARTS,
     OPTIMISED_PROPERTIES,
     ORACLES,
@@ -41,6 +42,7 @@ from harness.tasks import (
 
 __all__ = ["OptimiseRunRequest", "oracle_for", "run_optimise"]
 DECODES_NAME = "decodes.json.gz"
+PARTIAL_DECODES_NAME = "decodes.partial.json.gz"
 
 
 @dataclass(frozen=True)
@@ -132,20 +134,9 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     device = resolve_device(request.device)
     test = load_split(card, "test", request.data_dir)
     starts = test.structures[: request.n_starts]
-    decodes_path = run_dir / DECODES_NAME
     t0 = time.perf_counter()
-    if decodes_path.exists():
-        payload = json.loads(gzip.decompress(decodes_path.read_bytes()))
-        decodes, predicted, generation_s = _decodes_from_json(payload), payload["predicted"], payload["seconds"]
-    else:
-        generator.load(Path(checkpoint), device)
-        generator.progress = request.progress
-        decodes = generator.optimise(starts, optimisation, request.seed)
-        generation_s = time.perf_counter() - t0
-        predicted = getattr(generator, "predicted_at_decodes", None)
-        blob = gzip.compress(json.dumps({**_decodes_to_json(decodes), "predicted": predicted,
-                                         "seconds": generation_s}).encode())
-        atomic_write(decodes_path, lambda p: p.write_bytes(blob))
+    decodes, predicted, generation_s = _optimise_in_chunks(generator, starts, optimisation, request, checkpoint,
+                                                           device, run_dir)
     invocation.add("generation", time.perf_counter() - t0)
     per_start = len(optimisation.decode_steps)
     if len(decodes) != len(starts) or any(len(row) != per_start for row in decodes):
@@ -258,6 +249,62 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
             "starts": {"split": "test", "n": len(starts)},
             "metrics": rates.metrics()}})
     return write_record(run_dir, record)
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The seed ``generator.optimise`` gets for chunk ``chunk`` of the starts: the run's own for the first (so a run of
+    at most one chunk is what one call with the run's seed gives), one derived from (seed, chunk) for the others."""
+    if chunk == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(chunk), 10]).generate_state(1)[0])
+
+
+def _optimise_in_chunks(generator, starts, optimisation, request, checkpoint, device, run_dir: Path):
+    """The decodes of every start, asked of the generator ``OPTIMISE_CHUNK`` starts at a time; each finished chunk is
+    kept in ``decodes.partial.json.gz`` so an interrupted run resumes at the next, and the whole in ``DECODES_NAME``.
+    Returns (decodes, predictor values or None, generation seconds over every session)."""
+    from tqdm.auto import tqdm
+
+    final, partial = run_dir / DECODES_NAME, run_dir / PARTIAL_DECODES_NAME
+    if final.exists():
+        payload = json.loads(gzip.decompress(final.read_bytes()))
+        return _decodes_from_json(payload), payload["predicted"], payload["seconds"]
+    decodes, predicted, seconds, finished = [], [], 0.0, []
+    if partial.exists():
+        payload = json.loads(gzip.decompress(partial.read_bytes()))
+        decodes, predicted, seconds = _decodes_from_json(payload), payload["predicted"], payload["seconds"]
+        finished = payload.get("finished_at", [])
+    chunks = range(0, len(starts), OPTIMISE_CHUNK)
+    per_start = len(optimisation.decode_steps)
+    loaded = False
+    for first in tqdm(chunks, desc="optimising starts, by chunk", unit="chunk", initial=len(decodes) // OPTIMISE_CHUNK,
+                      total=len(chunks), disable=not request.progress):
+        if first < len(decodes):
+            continue
+        if not loaded:
+            generator.load(Path(checkpoint), device)
+            generator.progress = request.progress
+            loaded = True
+        t0 = time.perf_counter()
+        part = starts[first:first + OPTIMISE_CHUNK]
+        rows = generator.optimise(part, optimisation, chunk_seed(request.seed, first // OPTIMISE_CHUNK))
+        if len(rows) != len(part) or any(len(row) != per_start for row in rows):
+            raise ValueError(f"{request.plugin}.optimise returned {len(rows)} rows for {len(part)} starts (each must "
+                             f"hold {per_start} decodes)")
+        values = getattr(generator, "predicted_at_decodes", None)
+        decodes += rows
+        predicted += values if values is not None else [None] * len(part)
+        seconds += time.perf_counter() - t0
+        finished.append(time.time())  # when each chunk was done, for bench progress's rate
+        blob = gzip.compress(json.dumps({**_decodes_to_json(decodes), "predicted": predicted,
+                                         "seconds": seconds, "finished_at": finished}).encode())
+        atomic_write(partial, lambda p, blob=blob: p.write_bytes(blob))
+    if all(row is None for row in predicted):
+        predicted = None
+    blob = gzip.compress(json.dumps({**_decodes_to_json(decodes), "predicted": predicted, "seconds": seconds}).encode())
+    atomic_write(final, lambda p: p.write_bytes(blob))
+    partial.unlink(missing_ok=True)
+    return decodes, predicted, seconds
 
 
 def _start_labels(test, column: str, n: int) -> np.ndarray | None:

@@ -83,11 +83,38 @@ def _generation(run_dir: Path, params: dict[str, Any], packed_batches: set[str],
     elif "n_samples" in params:
         total = -(-int(params["n_samples"]) // batch_size) if batch_size else None
         files = sorted((run_dir / "batches").glob("*.json.gz"))
-    else:  # the optimisation task decodes as it goes: no batches to count
+    elif params.get("task") == "optimise":
+        return _optimise_chunks(run_dir, int(params["n_starts"]), now, window_s)
+    else:
         return Stage("generation", 0, None, "batches")
     names = {p.relative_to(run_dir).as_posix() for p in files}
     packed = packed_batches - names
     return Stage("generation", len(files) + len(packed), total, "batches", _recent(files, now, window_s), window_s)
+
+
+def _optimise_chunks(run_dir: Path, n_starts: int, now: float, window_s: float) -> Stage:
+    """The optimisation task's chunks of starts: all when ``decodes.json.gz`` is written, else as many as the partial
+    file holds."""
+    import gzip
+
+    from harness.optimise import DECODES_NAME, PARTIAL_DECODES_NAME
+    from harness.tasks import OPTIMISE_CHUNK
+
+    total = -(-n_starts // OPTIMISE_CHUNK)
+    if (run_dir / DECODES_NAME).exists():
+        return Stage("generation", total, total, "chunks of starts")
+    partial = run_dir / PARTIAL_DECODES_NAME
+    if not partial.exists():
+        return Stage("generation", 0, total, "chunks of starts", 0, window_s)
+    try:
+        payload = json.loads(gzip.decompress(partial.read_bytes()))
+        rows = len(payload["decodes"])
+    except FileNotFoundError:  # finished and removed while we looked
+        return Stage("generation", total, total, "chunks of starts")
+    except (OSError, ValueError, KeyError) as exc:
+        raise ProgressError(f"{partial}: unreadable ({exc})") from None
+    recent = sum(1 for t in payload.get("finished_at", []) if now - float(t) <= window_s)
+    return Stage("generation", -(-rows // OPTIMISE_CHUNK), total, "chunks of starts", recent, window_s)
 
 
 def _target_folder(target: Any) -> str:

@@ -90,6 +90,23 @@ def test_a_conditional_run_counts_every_target(tiny_dataset, tmp_path):
     assert (relaxation.done, relaxation.total) == (0, 20)
 
 
+def test_an_optimise_run_counts_its_chunks_of_starts(tmp_path):
+    run_dir = tmp_path / "optimise"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"plugin": "symat", "dataset": "perov5", "task": "optimise",
+                                                  "n_starts": 25, "seed": 0, "checkpoint_sha256": None}))
+    assert (progress(run_dir, now=NOW)["stages"][0].done, progress(run_dir, now=NOW)["stages"][0].total) == (0, 3)
+    partial = {"decodes": [[None] * 11] * 20, "predicted": None, "seconds": 9.0,
+               "finished_at": [NOW - 3600, NOW - 120]}
+    (run_dir / "decodes.partial.json.gz").write_bytes(gzip.compress(json.dumps(partial).encode()))
+    generation = progress(run_dir, now=NOW)["stages"][0]
+    assert (generation.done, generation.total, generation.unit, generation.recent) == (2, 3, "chunks of starts", 1)
+    assert generation.left_s() == pytest.approx(generation.window_s)  # one chunk left at one per window
+    (run_dir / "decodes.partial.json.gz").unlink()
+    (run_dir / "decodes.json.gz").write_bytes(gzip.compress(b"{}"))
+    assert progress(run_dir, now=NOW)["stages"][0].finished
+
+
 @pytest.mark.parametrize("record, relaxed", [("results/perov5/symat/full-seed0-f988ba824d", 1000),
                                              ("results/mp20/symmbfn/conditional-n100-seed0-30732aa640", 300)])
 def test_a_finished_record_in_a_clean_clone_reads_its_counts_from_the_record(tmp_path, record, relaxed):

@@ -246,3 +246,41 @@ def test_an_oracle_domain_from_another_training_file_is_refused(tmp_path, monkey
     manifest = {"name": "perov5_heat_ref", "trained_on": {"split": "train", "sha256": "0" * 64}}
     with pytest.raises(RunError, match="was trained on perov5 train with sha256 000000000000"):
         oracle_domain(manifest, get_card("perov5"), tmp_path)
+
+
+def test_the_starts_go_to_the_generator_in_chunks_and_an_interrupted_run_resumes_at_the_next(tmp_path):
+    from harness.optimise import OptimiseRunRequest, _optimise_in_chunks, chunk_seed
+    from harness.tasks import OPTIMISE_CHUNK
+
+    request_ = OptimisationRequest(property="heat_ref", better="lower")
+    calls = []
+
+    class Fake:
+        fail_at = 2
+
+        def load(self, checkpoint, device):
+            pass
+
+        def optimise(self, starts, request, seed):
+            if len(calls) == self.fail_at:
+                raise KeyboardInterrupt
+            calls.append((tuple(starts), seed))
+            self.predicted_at_decodes = [[float(s)] * len(request.decode_steps) for s in starts]
+            return [[None] * len(request.decode_steps) for _ in starts]
+
+    starts = list(range(2 * OPTIMISE_CHUNK + 5))
+    run = OptimiseRunRequest("fake", "perov5", seed=7, progress=False)
+    fake = Fake()
+    with pytest.raises(KeyboardInterrupt):
+        _optimise_in_chunks(fake, starts, request_, run, tmp_path / "x.pt", "cpu", tmp_path)
+    assert [c[1] for c in calls] == [7, chunk_seed(7, 1)] and chunk_seed(7, 1) not in (7, chunk_seed(8, 1))
+    assert (tmp_path / "decodes.partial.json.gz").exists() and not (tmp_path / "decodes.json.gz").exists()
+    fake.fail_at = None
+    decodes, predicted, _ = _optimise_in_chunks(fake, starts, request_, run, tmp_path / "x.pt", "cpu", tmp_path)
+    assert [c[0] for c in calls] == [tuple(range(0, 10)), tuple(range(10, 20)), tuple(range(20, 25))]
+    assert calls[2][1] == chunk_seed(7, 2)
+    assert len(decodes) == 25 and [row[0] for row in predicted] == [float(s) for s in starts]
+    assert (tmp_path / "decodes.json.gz").exists() and not (tmp_path / "decodes.partial.json.gz").exists()
+    calls.clear()
+    again, _, _ = _optimise_in_chunks(fake, starts, request_, run, tmp_path / "x.pt", "cpu", tmp_path)
+    assert calls == [] and len(again) == 25  # complete: read back, nothing asked again
