@@ -145,6 +145,35 @@ def write_conditional_report(record_path: str | Path, data_dir: str | Path | Non
 
 
 OPTIMISE_PLOT = "optimise_trajectories.png"
+SR_PLOT = "optimise_sr.png"
+
+
+def plot_success_rates(bars: list[tuple[str, dict[str, float]]], percents: list[float], path: Path,
+                       title: str) -> Path:
+    """SR5/SR10/SR15 as grouped bars: this record's (and, where given, its in-domain variant) beside the papers'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    width = 0.8 / max(1, len(bars))
+    x = np.arange(len(percents))
+    for i, (label, rates) in enumerate(bars):
+        heights = [rates.get(f"sr{p:g}") for p in percents]
+        heights = [np.nan if h is None else h for h in heights]
+        hatch = "//" if "published" in label else None
+        ax.bar(x + (i - (len(bars) - 1) / 2) * width, heights, width=width, label=label, hatch=hatch,
+               alpha=0.85 if hatch is None else 0.5)
+    ax.set_xticks(x, [f"SR{p:g}" for p in percents])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction of starts")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+    return path
 
 
 def plot_trajectories(table: pd.DataFrame, thresholds: list[float], percents: list[float], path: Path,
@@ -198,6 +227,12 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
                              unit, oracle=("a trained heat_ref network, unrelaxed" if block["oracle"].get("kind") ==
                                            "supervised" else "relaxed CHGNet, MP references"))
     m = block["metrics"]
+    bars = [(f"{record['plugin']['name']} (this record, every valid decode)", m)]
+    if details.get("in_oracle_domain"):
+        bars.append(("the same, decodes of a training composition type only", details["in_oracle_domain"]["metrics"]))
+    bars += [(f"{p['method']} (published)", p["metrics"]) for p in _published_optimise(record["dataset"])]
+    sr_plot = plot_success_rates(bars, block["reference"]["percents"], run_dir / SR_PLOT,
+                                 f"{record['dataset']}: success rates of {block['starts']['n']} starts")
     manifest = (record.get("checkpoint") or {}).get("manifest") or {}
     lines = [f"# Optimisation run `{record['run_id']}`", "",
              f"- Generator: {record['plugin']['name']} {record['plugin']['version']}; checkpoint "
@@ -238,7 +273,15 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
     if len(errors):
         lines += ["Decodes without a score, by reason:", "",
                   *(f"- {reason}: {count}" for reason, count in errors.items()), ""]
-    lines += [f"![oracle and predictor along the optimisation]({OPTIMISE_PLOT})", ""]
+    lines += [f"![success rates beside the papers' (SyMat table 2)]({SR_PLOT})", "",
+              f"![oracle and predictor along the optimisation]({OPTIMISE_PLOT})", ""]
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
-    return ConditionalReport(path, (plot,))
+    return ConditionalReport(path, (sr_plot, plot))
+
+
+def _published_optimise(dataset: str) -> list[dict[str, Any]]:
+    from harness.leaderboard import published_task_rows
+
+    return sorted((p for p in published_task_rows() if p["dataset"] == dataset and p["task"] == "optimise"),
+                  key=lambda p: p["method"])

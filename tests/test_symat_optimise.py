@@ -174,6 +174,8 @@ def test_an_optimise_run_scores_valid_decodes_with_the_oracle_and_records_sr(toy
     report = (out / "report.md").read_text()
     assert "| SR5" in report and "![oracle and predictor along the optimisation](optimise_trajectories.png)" in report
     assert (out / "optimise_trajectories.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![success rates beside the papers' (SyMat table 2)](optimise_sr.png)" in report
+    assert (out / "optimise_sr.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_an_optimise_run_without_an_oracle_for_the_dataset_is_refused(capsys):
