@@ -149,8 +149,8 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     trained_on = generator.training_splits() if hasattr(generator, "training_splits") else None
     train = load_split(card, "+".join(trained_on) if trained_on else "train", request.data_dir)
     t0 = time.perf_counter()
-    scored, supervised, domain, oracle_block = None, {}, None, {"name": oracle.name, "kind": oracle.kind, "version": "1",
-                                                  "description": oracle.description}
+    oracle_block = {"name": oracle.name, "kind": oracle.kind, "version": "1", "description": oracle.description}
+    scored, supervised, domain = None, {}, None
     try:
         if oracle.kind == "supervised":
             network = load_oracle(oracle.name)
@@ -201,8 +201,6 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     best = np.where(np.isfinite(values), values, np.inf if prop.better == "lower" else -np.inf)
     best = best.min(axis=1) if prop.better == "lower" else best.max(axis=1)
     start_values = [float(v) if np.isfinite(v) else None for v in best]
-    if domain is not None:
-        details_domain = _in_domain_rates(table_rows, values, prop, per_start)
     table = pd.DataFrame(table_rows)
     atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: table.to_parquet(p, index=False))
     extxyz = structures_to_extxyz(samples)
@@ -225,7 +223,7 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
                                                   if k in scored.info},
     }
     if domain is not None:
-        details["in_oracle_domain"] = details_domain
+        details["in_oracle_domain"] = _in_domain_rates(table_rows, values, prop, per_start)
     labels = _start_labels(test, prop.column, request.n_starts)
     if labels is not None:
         details["starts_own_values"] = {"median": float(np.nanmedian(labels)), "source": f"test split {prop.column}"}
