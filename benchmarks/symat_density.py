@@ -259,6 +259,16 @@ def latent_sources(model, mu, logvar, seed: int, quantiles) -> dict:
     return out
 
 
+def _manifest_splits(checkpoint: Path | None) -> str | None:
+    """The training splits a checkpoint's manifest names (``<name>.manifest.json`` beside it), if it has one."""
+    import json
+
+    if checkpoint is None:
+        return None
+    manifest = checkpoint.with_name(checkpoint.stem + ".manifest.json")
+    return json.loads(manifest.read_text()).get("splits") if manifest.exists() else None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mp20", choices=sorted(TRAIN_SPLITS))
@@ -270,6 +280,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--latents", type=int, default=1000, help="latents per source in the decode-only table"
     )
+    parser.add_argument("--train-split", default=None,
+                        help="the split(s) the checkpoint was trained on, joined by '+' (default: its manifest's, "
+                             "else the dataset's usual: " + ", ".join(f"{k} {v}" for k, v in TRAIN_SPLITS.items()) + ")")
     parser.add_argument("--refit-epochs", type=int, default=2000, help="epochs of the lattice head refit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -290,7 +303,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    train = load_split(args.dataset, TRAIN_SPLITS[args.dataset], data_dir=args.data_dir)
+    checkpoint_file = args.checkpoint or SyMatGenerator(args.dataset).default_checkpoint()
+    train_split = args.train_split or _manifest_splits(checkpoint_file) or TRAIN_SPLITS[args.dataset]
+    train = load_split(args.dataset, train_split, data_dir=args.data_dir)
     test = load_split(args.dataset, "test", data_dir=args.data_dir)
     rng = np.random.default_rng(args.seed)
     test_density = np.array([s.density for s in test.structures])
@@ -361,7 +376,7 @@ def main(argv=None) -> int:
         {
             **result_header("symat_density", argv),
             "dataset": args.dataset,
-            "train_split": TRAIN_SPLITS[args.dataset],
+            "train_split": train_split,
             "checkpoint": str(checkpoint.resolve().relative_to(REPO))
             if checkpoint.resolve().is_relative_to(REPO)
             else checkpoint.name,
