@@ -172,14 +172,15 @@ def train_oracle(train_structures: Sequence, train_values: np.ndarray, val_struc
     import torch
 
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train_graphs = [crystal_graph(s, settings) for s in train_structures]
     val_graphs = [crystal_graph(s, settings) for s in val_structures]
     y = np.asarray(train_values, dtype=np.float64)
     mean, std = float(y.mean()), float(y.std())
     target = torch.from_numpy(((y - mean) / std).astype(np.float32))
-    net = _network(settings)
+    with torch.random.fork_rng(devices=[]):  # the initial weights from the seed, leaving the caller's RNG alone
+        torch.manual_seed(seed)
+        net = _network(settings)
     optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs)
     history, best, best_state, best_epoch = [], np.inf, None, 0
