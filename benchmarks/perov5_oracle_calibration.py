@@ -15,7 +15,8 @@ elemental references (the MP-20 oracle's quantity), and fits ``heat_ref`` from i
   shift alone explains ``heat_ref``: the ceiling for any calibrated energy).
 
 On the held-out third it reports MAE, RMSE, R², Spearman's rho, and for each SR threshold how often the calibrated
-oracle and ``heat_ref`` agree on "below the threshold" (accuracy, precision, recall). Writes
+oracle and ``heat_ref`` agree on "below the threshold" (``harness.property_oracle.held_out_metrics``: agreement,
+precision, recall; results before 2026-12-07 name them accuracy, n_below_*). Writes
 ``results/benchmarks/perov5_oracle_calibration.json``.
 """
 
@@ -67,32 +68,13 @@ def fit(x, y, ridge: float):
     return np.linalg.solve(x.T @ x + np.diag(penalty), x.T @ y)
 
 
-def scores(predicted, truth, thresholds) -> dict:
-    import numpy as np
-    from scipy.stats import spearmanr
-
-    predicted, truth = np.asarray(predicted, float), np.asarray(truth, float)
-    err = predicted - truth
-    out = {"n": int(len(truth)), "mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
-           "r2": float(1 - (err ** 2).sum() / ((truth - truth.mean()) ** 2).sum()),
-           "spearman": float(spearmanr(predicted, truth).statistic), "thresholds": {}}
-    for name, threshold in thresholds.items():
-        p, t = predicted <= threshold, truth <= threshold
-        out["thresholds"][name] = {
-            "threshold": threshold, "n_below_truth": int(t.sum()), "n_below_oracle": int(p.sum()),
-            "accuracy": float((p == t).mean()),
-            "precision": float((p & t).sum() / p.sum()) if p.sum() else None,
-            "recall": float((p & t).sum() / t.sum()) if t.sum() else None,
-        }
-    return out
-
-
 def main(argv=None) -> int:
     import numpy as np
     from scipy.stats import spearmanr
 
+    from harness.property_oracle import held_out_metrics
     from harness.stability.mp_reference import load_shipped_mp_hull
-    from harness.tasks import OPTIMISED_PROPERTIES, SR_PERCENTS
+    from harness.tasks import OPTIMISED_PROPERTIES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=600)
@@ -125,15 +107,14 @@ def main(argv=None) -> int:
     held_out = np.zeros(len(rows), bool)
     held_out[rng.choice(len(rows), size=len(rows) // 3, replace=False)] = True
     prop = OPTIMISED_PROPERTIES["perov5"]
-    thresholds = {f"sr{p}": t for p, t in zip(SR_PERCENTS, prop.thresholds, strict=True)}
     models = {}
     for name, energy, with_elements in (("linear", e_form, False), ("per_element", e_form, True),
                                          ("dft_per_element", rows["heat_all"].to_numpy(float), True)):
         x = design(compositions, energy, elements, with_elements)
         coef = fit(x[~held_out], truth[~held_out], args.ridge)
         models[name] = {"slope": float(coef[0]), "n_fit": int((~held_out).sum()),
-                        "held_out": scores(x[held_out] @ coef, truth[held_out], thresholds),
-                        "in_sample": scores(x[~held_out] @ coef, truth[~held_out], thresholds)}
+                        "held_out": held_out_metrics(truth[held_out], x[held_out] @ coef, prop.thresholds),
+                        "in_sample": held_out_metrics(truth[~held_out], x[~held_out] @ coef, prop.thresholds)}
     out = {
         **result_header("perov5_oracle_calibration", argv),
         "dataset": "perov5", "split": "train", "pool": pool, "n_drawn": int(len(chosen)), "seed": args.seed,

@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from harness.property_oracle import (
         ORACLE_DIR,
         GraphSettings,
+        PropertyOracle,
         held_out_metrics,
-        load_oracle,
         oracle_paths,
         train_oracle,
     )
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": round(trained.seconds, 1), "command": header["command"], "git": header["git"],
         "versions": {"torch": header["versions"].get("torch")},
     }
-    atomic_write_json(manifest_path, {**manifest, "test": None, "check": None})
-    oracle = load_oracle(name, weights.parent)
-    predicted, reasons = oracle.predict(splits["test"].structures)
+    predicted, reasons = PropertyOracle(name, trained.state, manifest).predict(splits["test"].structures)
     failed = [i for i, r in enumerate(reasons) if r is not None]
     measured = held_out_metrics(values["test"], predicted, thresholds, prop.better)
     measured["split"], measured["sha256"], measured["n_failed"] = "test", splits["test"].sha256, len(failed)

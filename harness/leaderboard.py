@@ -618,6 +618,12 @@ OPTIMISE_HEADERS = ("model", "tier (starts)", "SR5", "SR10", "SR15", "starts wit
                     "trained", "links")
 
 
+def published_optimise_rows(dataset: str, task_rows: Iterable[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The papers' optimisation rows for ``dataset`` (default: from published.json), by method."""
+    rows = published_task_rows() if task_rows is None else task_rows
+    return sorted((p for p in rows if p["dataset"] == dataset and p["task"] == OPTIMISE), key=lambda p: p["method"])
+
+
 def _domain_note(details: dict[str, Any]) -> str:
     """For a supervised oracle: the SR counting only decodes of a composition type it was trained on."""
     domain = details.get("in_oracle_domain")
@@ -644,8 +650,7 @@ def optimise_table(entries: list[Entry], dataset: str, task_rows: Iterable[dict[
     """The property-optimisation section: each optimise record's success rates beside the papers' (SyMat Table 2)."""
     records = sorted((e for e in entries if e.record["dataset"] == dataset and record_task(e.record) == OPTIMISE),
                      key=lambda e: (e.group, TIER_ORDER[e.record["tier"]], e.record["created"]))
-    papers = sorted((p for p in task_rows if p["dataset"] == dataset and p["task"] == OPTIMISE),
-                    key=lambda p: p["method"])
+    papers = published_optimise_rows(dataset, task_rows)
     if not records and not papers:
         return None
     rows = []

@@ -139,9 +139,6 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
                                                            device, run_dir)
     invocation.add("generation", time.perf_counter() - t0)
     per_start = len(optimisation.decode_steps)
-    if len(decodes) != len(starts) or any(len(row) != per_start for row in decodes):
-        raise ValueError(f"{request.plugin}.optimise returned {len(decodes)} rows for {len(starts)} starts (each must "
-                         f"hold {per_start} decodes)")
 
     samples = [make_sample(i * per_start + k, s) for i, row in enumerate(decodes) for k, s in enumerate(row)]
     struct, comp = validity_flags([s.structure for s in samples])

@@ -213,6 +213,7 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
     from tabulate import tabulate
 
     from harness.leaderboard import format_value as fmt
+    from harness.leaderboard import published_optimise_rows
 
     record_path = Path(record_path)
     record = load_record(record_path)
@@ -224,13 +225,14 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
     plot = plot_trajectories(table, block["reference"]["thresholds"], block["reference"]["percents"],
                              run_dir / OPTIMISE_PLOT,
                              f"{record['plugin']['name']} on {record['dataset']}: {block['starts']['n']} starts",
-                             unit, oracle=("a trained heat_ref network, unrelaxed" if block["oracle"].get("kind") ==
-                                           "supervised" else "relaxed CHGNet, MP references"))
+                             unit, oracle=(f"{block['oracle']['name']}, a trained network, unrelaxed"
+                                           if block["oracle"].get("kind") == "supervised"
+                                           else "relaxed CHGNet, MP references"))
     m = block["metrics"]
     bars = [(f"{record['plugin']['name']} (this record, every valid decode)", m)]
     if details.get("in_oracle_domain"):
         bars.append(("the same, decodes of a training composition type only", details["in_oracle_domain"]["metrics"]))
-    bars += [(f"{p['method']} (published)", p["metrics"]) for p in _published_optimise(record["dataset"])]
+    bars += [(f"{p['method']} (published)", p["metrics"]) for p in published_optimise_rows(record["dataset"])]
     sr_plot = plot_success_rates(bars, block["reference"]["percents"], run_dir / SR_PLOT,
                                  f"{record['dataset']}: success rates of {block['starts']['n']} starts")
     manifest = (record.get("checkpoint") or {}).get("manifest") or {}
@@ -278,10 +280,3 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return ConditionalReport(path, (sr_plot, plot))
-
-
-def _published_optimise(dataset: str) -> list[dict[str, Any]]:
-    from harness.leaderboard import published_task_rows
-
-    return sorted((p for p in published_task_rows() if p["dataset"] == dataset and p["task"] == "optimise"),
-                  key=lambda p: p["method"])
