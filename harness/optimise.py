@@ -135,15 +135,17 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     test = load_split(card, "test", request.data_dir)
     starts = test.structures[: request.n_starts]
     t0 = time.perf_counter()
-    decodes, predicted, generation_s = _optimise_in_chunks(generator, starts, optimisation, request, checkpoint,
-                                                           device, run_dir)
+    # loaded even when every chunk is decoded already: the checkpoint says what the model was trained on
+    generator.load(Path(checkpoint), device)
+    generator.progress = request.progress
+    decodes, predicted, generation_s = _optimise_in_chunks(generator, starts, optimisation, request, run_dir)
     invocation.add("generation", time.perf_counter() - t0)
     per_start = len(optimisation.decode_steps)
 
     samples = [make_sample(i * per_start + k, s) for i, row in enumerate(decodes) for k, s in enumerate(row)]
     struct, comp = validity_flags([s.structure for s in samples])
     valid = [s for s, a, b in zip(samples, struct, comp, strict=True) if a and b]
-    trained_on = generator.training_splits() if hasattr(generator, "training_splits") else None
+    trained_on = generator.training_splits()
     train = load_split(card, "+".join(trained_on) if trained_on else "train", request.data_dir)
     t0 = time.perf_counter()
     oracle_block = {"name": oracle.name, "kind": oracle.kind, "version": "1", "description": oracle.description}
@@ -254,7 +256,7 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(chunk), 10]).generate_state(1)[0])
 
 
-def _optimise_in_chunks(generator, starts, optimisation, request, checkpoint, device, run_dir: Path):
+def _optimise_in_chunks(generator, starts, optimisation, request, run_dir: Path):
     """The decodes of every start, asked of the generator ``OPTIMISE_CHUNK`` starts at a time; each finished chunk is
     kept in ``decodes.partial.json.gz`` so an interrupted run resumes at the next, and the whole in ``DECODES_NAME``.
     Returns (decodes, predictor values or None, generation seconds over every session)."""
@@ -271,15 +273,10 @@ def _optimise_in_chunks(generator, starts, optimisation, request, checkpoint, de
         finished = payload.get("finished_at", [])
     chunks = range(0, len(starts), OPTIMISE_CHUNK)
     per_start = len(optimisation.decode_steps)
-    loaded = False
     for first in tqdm(chunks, desc="optimising starts, by chunk", unit="chunk", initial=len(decodes) // OPTIMISE_CHUNK,
                       total=len(chunks), disable=not request.progress):
         if first < len(decodes):
             continue
-        if not loaded:
-            generator.load(Path(checkpoint), device)
-            generator.progress = request.progress
-            loaded = True
         t0 = time.perf_counter()
         part = starts[first:first + OPTIMISE_CHUNK]
         rows = generator.optimise(part, optimisation, chunk_seed(request.seed, first // OPTIMISE_CHUNK))
