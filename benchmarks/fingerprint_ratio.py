@@ -42,7 +42,8 @@ def main(argv=None) -> int:
         structure_fingerprint_matminer,
     )
     from harness.parallel import ProcessExecutor
-    from harness.records import load_record, record_samples
+    from harness.records import load_record
+    from harness.run_samples import record_samples
 
     record = load_record(args.record / "record.json")
     samples = record_samples(args.record, record)

@@ -65,7 +65,7 @@ def failure_counts(run_dir: Path, record: dict, elements: set[int] | None) -> di
     """The failure modes issue 22 names, counted over the run's samples."""
     import pandas as pd
 
-    from harness.records import record_samples
+    from harness.run_samples import record_samples
 
     table = pd.read_parquet(run_dir / record["files"]["per_sample"])
     reason = table["validity_reason"].fillna("")

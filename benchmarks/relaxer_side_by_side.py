@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
     import torch
 
-    from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, record_samples
+    from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record
     from harness.relaxer import PROTOCOL_RELAXER
+    from harness.run_samples import record_samples
     from harness.stability.agreement import relaxer_agreement
     from harness.stability.mp_reference import load_shipped_mp_hull
     from harness.stability.relax import RelaxSettings, load_relaxer, relax_batched

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
 
     from harness.datasets import load_split
     from harness.io import atomic_write_json
-    from harness.records import load_record, record_samples
+    from harness.records import load_record
+    from harness.run_samples import record_samples
 
     start = time.perf_counter()
     from harness.datasets import get_card

@@ -7,13 +7,10 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.io import atomic_write_json
 from harness.protocol import METRIC_KEYS
-
-if TYPE_CHECKING:
-    from harness.samples import Sample
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "record.json"
@@ -125,31 +122,3 @@ def resolve_record_path(path: str | Path) -> Path:
     """Accept a record file or the run folder holding it."""
     path = Path(path)
     return path / RECORD_NAME if path.is_dir() else path
-
-
-def record_samples(run_dir: str | Path, record: dict, *, data_dir: str | Path | None = None,
-                   external_dir: str | Path | None = None) -> list[Sample]:
-    """A record's samples in sample order: its own samples file beside it, or, for an external set, the posted file
-    its ``files.posted_samples`` names (read through the set's manifest, sha256 verified: ``harness.external``)."""
-    from harness.external import PostedFileError, read_posted_samples
-    from harness.samples import SampleFileError, read_run_samples
-
-    files = record["files"]
-    if files.get("samples"):
-        return read_run_samples(Path(run_dir) / files["samples"], record["n_samples"])
-    if files.get("retired_samples"):  # superseded: read back from the commit the record names (bench retire)
-        from harness.retire import RetireError, read_retired
-
-        try:
-            text = read_retired(run_dir, record)
-        except RetireError as exc:
-            raise SampleFileError(str(exc)) from None
-        return read_run_samples(Path(run_dir) / files["retired_samples"]["file"], record["n_samples"], text)
-    posted = files.get("posted_samples")
-    if not posted:
-        raise SampleFileError(f"{run_dir}: the record names neither a samples file nor a posted one")
-    samples = read_posted_samples(posted, external_dir=external_dir, data_dir=data_dir)
-    if len(samples) != record["n_samples"]:
-        raise PostedFileError(f"{run_dir}: {posted['file']} holds {len(samples):,} samples, the record "
-                              f"{record['n_samples']:,}")
-    return samples

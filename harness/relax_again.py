@@ -43,8 +43,9 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
     from harness.io import atomic_write, atomic_write_gzip, sha256_file
     from harness.provenance import collect
     from harness.recording import relaxer_suffix
-    from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, record_samples, write_record
+    from harness.records import PER_SAMPLE_NAME, RECORD_NAME, load_record, write_record
     from harness.registry import get_registry
+    from harness.run_samples import record_samples
     from harness.samples import SampleFileError
 
     run_dir = Path(run_dir)

@@ -179,7 +179,7 @@ def test_a_posted_file_is_read_back_in_row_order_through_its_manifest(toy_sets):
 
 
 def test_a_record_reads_its_posted_file_and_says_what_to_do_when_it_is_missing_or_differs(toy_sets, monkeypatch):
-    from harness.records import record_samples
+    from harness.run_samples import record_samples
 
     record = {"n_samples": 8, "files": {"samples": None, "per_sample": "per_sample.parquet",
                                         "posted_samples": external.get_manifest("toy").posted_samples()}}

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from harness.records import load_record, record_samples
+from harness.records import load_record
+from harness.run_samples import record_samples
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 

@@ -122,7 +122,7 @@ def rescore_run(
     novelty_note = f"unchanged ({old_split})"
     train = None
     if new_split != old_split:
-        from harness.records import record_samples
+        from harness.run_samples import record_samples
 
         train = load_split(record["dataset"], new_split, data_dir)
         samples = record_samples(run_dir, record, data_dir=data_dir)
