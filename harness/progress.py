@@ -9,7 +9,8 @@ files and nothing else, so it can be asked at any time without disturbing the ru
 * relaxation: finished result files under ``stability/**/relax-*/`` against the subset the run relaxes (the tier's
   ``n_relax``; every sample of every target for the conditional task; a custom tier's ``--n-relax`` is not in
   ``run.json``, so there they are counted, not totalled), relaxations carried by ``bench pack`` and not yet written
-  back included, with the rate over the last ``window`` seconds and the time left at that rate;
+  back included, with the rate over the last ``window`` seconds and the time left at that rate (a file a resumed run
+  wrote back from the archive is newer than the archive and is not counted as finished in the window);
 * the record: written or not.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import RECORD_NAME, SAMPLES_NAME
-from harness.stability.carry import packed_paths
+from harness.stability.carry import ARCHIVE_NAME, BATCHES_NAME, packed_paths
 
 DEFAULT_WINDOW_S = 1200.0
 
@@ -61,14 +62,22 @@ def _read_run(run_dir: Path) -> dict[str, Any]:
         raise ProgressError(f"{path}: unreadable ({exc})") from None
 
 
-def _recent(paths: list[Path], now: float, window_s: float) -> int:
+def _recent(paths: list[Path], now: float, window_s: float, run_dir: Path, packed: set[str], archive: str) -> int:
+    """How many of ``paths`` were finished within the window. A packed file newer than its archive was written
+    back from the archive when the run resumed (``carry.restore``), so it was finished in an earlier session."""
+    try:
+        archived_at = (run_dir / archive).stat().st_mtime
+    except FileNotFoundError:
+        archived_at = float("inf")
     count = 0
     for path in paths:
         try:
-            if now - path.stat().st_mtime <= window_s:
-                count += 1
+            mtime = path.stat().st_mtime
         except FileNotFoundError:  # replaced atomically while we looked
             continue
+        restored = mtime >= archived_at and path.relative_to(run_dir).as_posix() in packed
+        if now - mtime <= window_s and not restored:
+            count += 1
     return count
 
 
@@ -89,7 +98,8 @@ def _generation(run_dir: Path, params: dict[str, Any], packed_batches: set[str],
         return Stage("generation", 0, None, "batches")
     names = {p.relative_to(run_dir).as_posix() for p in files}
     packed = packed_batches - names
-    return Stage("generation", len(files) + len(packed), total, "batches", _recent(files, now, window_s), window_s)
+    recent = _recent(files, now, window_s, run_dir, packed_batches, BATCHES_NAME)
+    return Stage("generation", len(files) + len(packed), total, "batches", recent, window_s)
 
 
 def _optimise_chunks(run_dir: Path, n_starts: int, now: float, window_s: float) -> Stage:
@@ -144,7 +154,7 @@ def _relaxation(run_dir: Path, params: dict[str, Any], packed_relaxations: set[s
     names = {p.relative_to(run_dir).as_posix() for p in files}
     packed = packed_relaxations - names
     return Stage("relaxation", len(files) + len(packed), _relaxation_total(params), "structures",
-                 _recent(files, now, window_s), window_s)
+                 _recent(files, now, window_s, run_dir, packed_relaxations, ARCHIVE_NAME), window_s)
 
 
 def progress(run_dir: Path, window_s: float = DEFAULT_WINDOW_S, now: float | None = None) -> dict[str, Any]:
@@ -196,6 +206,8 @@ def format_progress(state: dict[str, Any]) -> str:
     params = state["params"]
     what = ", ".join(str(params[k]) for k in ("plugin", "dataset", "task", "tier") if params.get(k))
     lines = [f"{state['run_dir']}  ({what}, seed {params.get('seed')})"]
+    moving = any(stage.recent for stage in state["stages"])  # a stage waits while another works (e.g. the
+    # conditional task samples a target's batches, then relaxes them, then samples the next target's)
     for stage in state["stages"]:
         if stage.total is None:
             text = f"{stage.done:,} {stage.unit}" if stage.done else "nothing to count"
@@ -211,7 +223,7 @@ def format_progress(state: dict[str, Any]) -> str:
                 if left is not None:
                     text += f", about {_minutes(left)} left at that rate"
             else:
-                text += f"; none finished in the last {window} (is the run going?)"
+                text += f"; none finished in the last {window}" + ("" if moving else " (is the run going?)")
         lines.append(f"  {stage.name:<11} {text}")
     lines.append(f"  {'record':<11} {'written' if state['record'] else 'not yet written'}")
     return "\n".join(lines)

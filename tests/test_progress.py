@@ -46,6 +46,7 @@ def unfinished(tiny_dataset, tmp_path):
     for i in range(30):
         _relaxation(relax, i, NOW - 3600 if i < 10 else NOW - 60)
     pack(run_dir)
+    os.utime(run_dir / "relaxations.jsonl.gz", (NOW - 30, NOW - 30))  # packed after the last of them finished
     for i in range(25, 30):
         (relax / f"{i}.json").unlink()
     return run_dir
@@ -60,6 +61,22 @@ def test_an_unfinished_run_counts_files_and_packed_results_and_times_what_is_lef
     text = format_progress(state)
     assert "2 of 4 batches" in text and "30 of 100 structures; 15 in the last 20 min" in text
     assert "about 1.6 h left" in text and "not yet written" in text
+    # the batches are older than the window, but the relaxations move: the run is going
+    assert "2 of 4 batches; none finished in the last 20 min\n" in text and "is the run going" not in text
+
+
+def test_results_a_resume_wrote_back_from_the_archive_are_not_counted_as_finished_lately(unfinished):
+    from harness.stability.carry import restore
+
+    assert restore(unfinished) == 5  # what a resumed run does first: the 5 archived-only results come back
+    relax = unfinished / "stability" / "relax-0123456789ab"
+    for i in range(25, 30):
+        os.utime(relax / f"{i}.json", (NOW - 10, NOW - 10))  # written back after the archive, within the window
+    relaxation = progress(unfinished, window_s=1200, now=NOW)["stages"][1]
+    assert (relaxation.done, relaxation.recent) == (30, 15)
+    _relaxation(relax, 30, NOW - 5)  # one the resumed run finished itself
+    relaxation = progress(unfinished, window_s=1200, now=NOW)["stages"][1]
+    assert (relaxation.done, relaxation.recent) == (31, 16)
 
 
 def test_a_run_with_nothing_finished_lately_is_flagged(unfinished):
