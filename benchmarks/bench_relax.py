@@ -3,6 +3,8 @@
     python benchmarks/bench_relax.py throughput --n 50        # batched FIRE vs StructOptimizer, same structures
     python benchmarks/bench_relax.py throughput --scipy-cell-math  # also batched with scipy's 3×3 matrix functions
     python benchmarks/bench_relax.py validate --dataset perov5 # test on hull, train not novel, perturbed less stable
+    python benchmarks/bench_relax.py denormals --record results/mp20/symmbfn/full-seed0-b1f190f685 --n 32
+                                                              # subnormal floats flushed or not, same samples
 
 Both run single-threaded (torch and BLAS) and write JSON under results/benchmarks/.
 """
@@ -109,6 +111,57 @@ def throughput(args) -> dict:
     out["runs"] = runs
     out["machine"] = _machine()
     return out
+
+
+def denormals(args) -> dict:
+    """A record's generated samples relaxed twice by the protocol's batched FIRE: with subnormal floats flushed to
+    zero in the model calls (the default, ``harness.relaxer.flushed_denormals``) and without. The samples go in
+    groups; each group is relaxed both ways back to back, the first way alternating, so a load that changes during
+    the run falls on both sides alike. Reported: CPU seconds each way and their ratio, and the two outcomes
+    compared (final energies, step counts, convergence)."""
+    import numpy as np
+
+    from harness.records import load_record
+    from harness.run_samples import record_samples
+    from harness.stability.relax import RelaxSettings, load_relaxer, relax_batched
+
+    run_dir = Path(args.record)
+    record = load_record(run_dir / "record.json")
+    samples = [s for s in record_samples(run_dir, record, data_dir=args.data_dir) if s.structure is not None]
+    rng = np.random.default_rng(args.seed)
+    picked = sorted(int(i) for i in rng.choice(len(samples), size=min(args.n, len(samples)), replace=False))
+    structures = [samples[i].structure for i in picked]
+    settings = RelaxSettings()
+    relaxer = load_relaxer(settings.relaxer, settings.model)  # loaded once, outside both timings
+    results: dict[bool, list] = {True: [], False: []}
+    cpu = {True: 0.0, False: 0.0}
+    for number, start in enumerate(range(0, len(structures), args.group)):
+        group = structures[start:start + args.group]
+        for flush in ((True, False) if number % 2 == 0 else (False, True)):
+            relaxer.flush_denormals = flush
+            try:
+                out, _, seconds = _timed(lambda group=group: relax_batched(group, settings))
+            finally:
+                relaxer.flush_denormals = True
+            results[flush].extend(out)
+            cpu[flush] += seconds
+            print(f"group {number}: flush={flush} {seconds:.1f} CPU s", flush=True)
+    on = _summary(results[True], cpu[True], cpu[True], settings)
+    off = _summary(results[False], cpu[False], cpu[False], settings)
+    for run in (on, off):
+        del run["wall_s"], run["structures_per_s_wall"]  # the groups interleave: only CPU time is each side's own
+    return {
+        "record": run_dir.as_posix(), "record_run_id": record.get("run_id"), "sample_indices": picked,
+        "seed": args.seed, "n": len(structures), "group": args.group,
+        "atoms": int(sum(len(s) for s in structures)),
+        "cpu_s_flushed": round(cpu[True], 1), "cpu_s_not_flushed": round(cpu[False], 1),
+        "not_flushed_over_flushed": round(cpu[False] / cpu[True], 3),
+        "agreement": {**_agreement(on["per_structure"], off["per_structure"]),
+                      "same_converged_fraction": sum(a["converged"] == b["converged"] for a, b in
+                                                     zip(on["per_structure"], off["per_structure"])) / len(picked)},
+        "runs": {"flushed": on, "not_flushed": off},
+        "machine": _machine(),
+    }
 
 
 def _agreement(first: list[dict], second: list[dict]) -> dict:
@@ -268,7 +321,12 @@ def main(argv=None) -> int:
     v.add_argument("--strain", type=float, default=0.1, help="uniform random strain component bound")
     v.add_argument("--train-split", default="train")
     v.add_argument("--work-dir", default="/tmp/xtalbench-validate")
-    for p in (t, v):
+    d = sub.add_parser("denormals")
+    d.add_argument("--record", default="results/mp20/symmbfn/full-seed0-b1f190f685",
+                   help="a run folder whose samples are relaxed (a generator's samples meet subnormal numbers)")
+    d.add_argument("--n", type=int, default=32)
+    d.add_argument("--group", type=int, default=8, help="samples relaxed both ways back to back")
+    for p in (t, v, d):
         p.add_argument("--dataset", default="perov5")
         p.add_argument("--data-dir", default=None)
         p.add_argument("--seed", type=int, default=0)
@@ -276,10 +334,12 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    measured = throughput(args) if args.cmd == "throughput" else validate(args)
+    measured = {"throughput": throughput, "validate": validate, "denormals": denormals}[args.cmd](args)
     result = {**result_header("bench_relax", argv), **measured}  # after the run: "created" is when it ended
     OUT.mkdir(parents=True, exist_ok=True)
-    target = OUT / f"relax_{args.cmd}_{args.dataset}.json"
+    name = f"relax_{args.cmd}_{Path(args.record).parent.parent.name}" if args.cmd == "denormals" else \
+        f"relax_{args.cmd}_{args.dataset}"
+    target = OUT / f"{name}.json"
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {target}")
     return 0

@@ -401,3 +401,54 @@ def test_relax_again_writes_a_sibling_of_the_same_samples_with_only_stability_ne
     shutil.rmtree(external_sibling)
     assert main(["relax", str(run_dir), "--relaxer", "emt-test", "--no-progress"]) == 2
     assert "toy_tiny.csv.gz: missing" in capsys.readouterr().err
+
+
+# ---- subnormal floats flushed in the model calls --------------------------------------------------------------
+
+def _flushing() -> bool:
+    """Whether this thread flushes subnormal floats now: 1e-39 is subnormal in float32."""
+    import torch
+
+    return float(torch.tensor([1e-39], dtype=torch.float32)[0] * 2.0) == 0.0
+
+
+class ProbeRelaxer(EmtRelaxer):
+    """EMT, noting in each prediction whether the model call ran with subnormals flushed; fails on gold."""
+
+    def compute(self, prepared, task):
+        if any("Au" in atoms.get_chemical_symbols() for atoms in prepared):
+            raise RuntimeError("no gold")
+        return [{**pred, "flushing": np.array(_flushing())} for pred in super().compute(prepared, task)]
+
+
+def test_model_calls_flush_subnormals_and_leave_the_thread_as_they_found_it():
+    import torch
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    torch.set_flush_denormal(False)
+    relaxer = ProbeRelaxer(EMT_SPEC)
+    good, gold = fcc(3.8), fcc(3.9, ("Au", "Cu", "Cu", "Cu"))
+    assert not _flushing()
+    preds = relaxer.predict([good, gold, good], "efs", batch_size=8)
+    assert preds[0]["flushing"] and preds[2]["flushing"]  # the batch failed, so each went alone: flushed too
+    assert preds[1] == "RuntimeError: no gold"
+    assert not _flushing()  # cleared after the calls, the failing one included
+    relaxer.flush_denormals = False
+    (pred,) = relaxer.predict([good], "efs", batch_size=8)
+    assert not pred["flushing"] and not _flushing()
+
+
+def test_chgnet_forces_and_stresses_are_the_same_with_subnormals_flushed():
+    relaxer = load_relaxer()
+    structures = [rattled(perovskite(), seed) for seed in range(3)]
+    flushed = relaxer.predict(structures, "efs", batch_size=8)
+    relaxer.flush_denormals = False
+    try:
+        exact = relaxer.predict(structures, "efs", batch_size=8)
+    finally:
+        relaxer.flush_denormals = True
+    for a, b in zip(flushed, exact):
+        assert a["e"] == pytest.approx(b["e"], abs=1e-7)
+        np.testing.assert_allclose(a["f"], b["f"], atol=1e-6)
+        np.testing.assert_allclose(a["s"], b["s"], atol=1e-5)

@@ -264,7 +264,8 @@ def evaluate(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     settings = RelaxSettings.for_relaxer(relaxer)
-    relaxer_info = load_relaxer(settings.relaxer, settings.model).describe()  # fails early for a missing package
+    potential = load_relaxer(settings.relaxer, settings.model)
+    relaxer_info = potential.describe()  # fails early for a missing package
     hull = _load_hull(dataset, hull, hull_sha256, data_dir, settings, progress)
     timings["hull_load_s"] = time.perf_counter() - start
 
@@ -353,7 +354,8 @@ def evaluate(
         "model": settings.model,
         "relaxer": relaxer_info,
         "relax": {**settings.as_dict(), "volume_per_atom_bounds": list(VOLUME_PER_ATOM_BOUNDS),
-                  "model_call_max_atoms": MODEL_CALL_MAX_ATOMS},
+                  "model_call_max_atoms": MODEL_CALL_MAX_ATOMS,
+                  "model_call_flush_denormals": potential.flush_denormals},
         "hull": hull.describe(),
         "corrections": hull.describe().get("corrections"),
         "compositions_without_reference": missing,
