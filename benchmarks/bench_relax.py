@@ -5,8 +5,11 @@
     python benchmarks/bench_relax.py validate --dataset perov5 # test on hull, train not novel, perturbed less stable
     python benchmarks/bench_relax.py denormals --record results/mp20/symmbfn/full-seed0-b1f190f685 --n 32
                                                               # subnormal floats flushed or not, same samples
+    python benchmarks/bench_relax.py blas-threads              # numpy/scipy BLAS on 1 thread or all, same samples
+    python benchmarks/bench_relax.py graphs                    # CHGNet's graphs by arrays or by its converter
 
-Both run single-threaded (torch and BLAS) and write JSON under results/benchmarks/.
+All run single-threaded (torch and BLAS; blas-threads lifts BLAS's limit on one side) and write JSON under
+results/benchmarks/
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import resource
 import statistics
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -113,12 +117,12 @@ def throughput(args) -> dict:
     return out
 
 
-def denormals(args) -> dict:
-    """A record's generated samples relaxed twice by the protocol's batched FIRE: with subnormal floats flushed to
-    zero in the model calls (the default, ``harness.relaxer.flushed_denormals``) and without. The samples go in
-    groups; each group is relaxed both ways back to back, the first way alternating, so a load that changes during
-    the run falls on both sides alike. Reported: CPU seconds each way and their ratio, and the two outcomes
-    compared (final energies, step counts, convergence)."""
+def _paired(args, sides: dict, what: str) -> dict:
+    """A record's generated samples relaxed twice by the protocol's batched FIRE, once under each of the two
+    ``sides`` (name → a context manager factory; the first is the default). The samples go in groups; each group
+    is relaxed both ways back to back, the first way alternating, so a load that changes during the run falls on
+    both sides alike. Reported: CPU seconds each way and their ratio, and the two outcomes compared (final
+    energies, step counts, convergence)."""
     import numpy as np
 
     from harness.records import load_record
@@ -132,36 +136,88 @@ def denormals(args) -> dict:
     picked = sorted(int(i) for i in rng.choice(len(samples), size=min(args.n, len(samples)), replace=False))
     structures = [samples[i].structure for i in picked]
     settings = RelaxSettings()
-    relaxer = load_relaxer(settings.relaxer, settings.model)  # loaded once, outside both timings
-    results: dict[bool, list] = {True: [], False: []}
-    cpu = {True: 0.0, False: 0.0}
+    load_relaxer(settings.relaxer, settings.model)  # loaded once, outside both timings
+    (default, other) = names = list(sides)
+    results: dict[str, list] = {name: [] for name in names}
+    cpu, wall = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
     for number, start in enumerate(range(0, len(structures), args.group)):
         group = structures[start:start + args.group]
-        for flush in ((True, False) if number % 2 == 0 else (False, True)):
-            relaxer.flush_denormals = flush
-            try:
-                out, _, seconds = _timed(lambda group=group: relax_batched(group, settings))
-            finally:
-                relaxer.flush_denormals = True
-            results[flush].extend(out)
-            cpu[flush] += seconds
-            print(f"group {number}: flush={flush} {seconds:.1f} CPU s", flush=True)
-    on = _summary(results[True], cpu[True], cpu[True], settings)
-    off = _summary(results[False], cpu[False], cpu[False], settings)
-    for run in (on, off):
-        del run["wall_s"], run["structures_per_s_wall"]  # the groups interleave: only CPU time is each side's own
+        for name in (names if number % 2 == 0 else names[::-1]):
+            with sides[name]():
+                out, wall_s, cpu_s = _timed(lambda group=group: relax_batched(group, settings))
+            results[name].extend(out)
+            cpu[name] += cpu_s
+            wall[name] += wall_s
+            print(f"group {number}: {name} {cpu_s:.1f} CPU s, {wall_s:.1f} s wall", flush=True)
+    runs = {name: _summary(results[name], wall[name], cpu[name], settings) for name in names}
+    first, second = runs[default]["per_structure"], runs[other]["per_structure"]
     return {
-        "record": run_dir.as_posix(), "record_run_id": record.get("run_id"), "sample_indices": picked,
+        "what": what, "record": run_dir.as_posix(), "record_run_id": record.get("run_id"), "sample_indices": picked,
         "seed": args.seed, "n": len(structures), "group": args.group,
         "atoms": int(sum(len(s) for s in structures)),
-        "cpu_s_flushed": round(cpu[True], 1), "cpu_s_not_flushed": round(cpu[False], 1),
-        "not_flushed_over_flushed": round(cpu[False] / cpu[True], 3),
-        "agreement": {**_agreement(on["per_structure"], off["per_structure"]),
-                      "same_converged_fraction": sum(a["converged"] == b["converged"] for a, b in
-                                                     zip(on["per_structure"], off["per_structure"])) / len(picked)},
-        "runs": {"flushed": on, "not_flushed": off},
+        **{f"cpu_s_{name}": round(cpu[name], 1) for name in names},
+        **{f"wall_s_{name}": round(wall[name], 1) for name in names},
+        f"{other}_over_{default}": round(cpu[other] / cpu[default], 3),
+        f"{other}_over_{default}_wall": round(wall[other] / wall[default], 3),
+        "agreement": {**_agreement(first, second),
+                      "same_converged_fraction": sum(a["converged"] == b["converged"]
+                                                     for a, b in zip(first, second)) / len(picked)},
+        "runs": runs,
         "machine": _machine(),
     }
+
+
+def denormals(args) -> dict:
+    """Subnormal floats flushed to zero in the model calls (the default, ``harness.relaxer.flushed_denormals``)
+    or not."""
+    from contextlib import contextmanager
+
+    from harness.stability.relax import RelaxSettings, load_relaxer
+
+    relaxer = load_relaxer(RelaxSettings().relaxer, RelaxSettings().model)
+
+    @contextmanager
+    def not_flushed():
+        relaxer.flush_denormals = False
+        try:
+            yield
+        finally:
+            relaxer.flush_denormals = True
+
+    return _paired(args, {"flushed": nullcontext, "not_flushed": not_flushed},
+                   "subnormal floats flushed to zero in the relaxer's model calls, or not")
+
+
+def graphs(args) -> dict:
+    """CHGNet's crystal graphs built with array operations (the default, ``harness.stability.chgnet_graph``) or
+    by CHGNet's own converter."""
+    from contextlib import contextmanager
+
+    from harness.stability.relax import RelaxSettings, load_relaxer
+
+    relaxer = load_relaxer(RelaxSettings().relaxer, RelaxSettings().model)
+
+    @contextmanager
+    def chgnet_converter():
+        relaxer.array_graphs = False
+        try:
+            yield
+        finally:
+            relaxer.array_graphs = True
+
+    return _paired(args, {"array_graphs": nullcontext, "chgnet_converter": chgnet_converter},
+                   "CHGNet's crystal graphs built with array operations, or by CHGNet's own converter")
+
+
+def blas_threads(args) -> dict:
+    """numpy's and scipy's BLAS on one thread (what ``bench --threads 1`` sets, and what relaxation workers
+    inherit) or on every core (their default), in a process whose torch runs on one thread."""
+    from threadpoolctl import threadpool_limits
+
+    cores = os.cpu_count() or 1
+    return _paired(args, {"one": lambda: threadpool_limits(limits=1, user_api="blas"),
+                          "all_cores": lambda: threadpool_limits(limits=cores, user_api="blas")},
+                   f"numpy's and scipy's BLAS threads: 1, or the machine's {cores} cores")
 
 
 def _agreement(first: list[dict], second: list[dict]) -> dict:
@@ -321,12 +377,13 @@ def main(argv=None) -> int:
     v.add_argument("--strain", type=float, default=0.1, help="uniform random strain component bound")
     v.add_argument("--train-split", default="train")
     v.add_argument("--work-dir", default="/tmp/xtalbench-validate")
-    d = sub.add_parser("denormals")
-    d.add_argument("--record", default="results/mp20/symmbfn/full-seed0-b1f190f685",
-                   help="a run folder whose samples are relaxed (a generator's samples meet subnormal numbers)")
-    d.add_argument("--n", type=int, default=32)
-    d.add_argument("--group", type=int, default=8, help="samples relaxed both ways back to back")
-    for p in (t, v, d):
+    paired = [sub.add_parser("denormals"), sub.add_parser("blas-threads"), sub.add_parser("graphs")]
+    for p in paired:
+        p.add_argument("--record", default="results/mp20/symmbfn/full-seed0-b1f190f685",
+                       help="a run folder whose generated samples are relaxed")
+        p.add_argument("--n", type=int, default=32)
+        p.add_argument("--group", type=int, default=8, help="samples relaxed both ways back to back")
+    for p in (t, v, *paired):
         p.add_argument("--dataset", default="perov5")
         p.add_argument("--data-dir", default=None)
         p.add_argument("--seed", type=int, default=0)
@@ -334,11 +391,13 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    measured = {"throughput": throughput, "validate": validate, "denormals": denormals}[args.cmd](args)
+    commands = {"throughput": throughput, "validate": validate, "denormals": denormals, "blas-threads": blas_threads,
+                "graphs": graphs}
+    measured = commands[args.cmd](args)
     result = {**result_header("bench_relax", argv), **measured}  # after the run: "created" is when it ended
     OUT.mkdir(parents=True, exist_ok=True)
-    name = f"relax_{args.cmd}_{Path(args.record).parent.parent.name}" if args.cmd == "denormals" else \
-        f"relax_{args.cmd}_{args.dataset}"
+    name = f"relax_{args.cmd.replace('-', '_')}_{Path(args.record).parent.parent.name}" if args.cmd in (
+        "denormals", "blas-threads", "graphs") else f"relax_{args.cmd}_{args.dataset}"
     target = OUT / f"{name}.json"
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {target}")
