@@ -167,9 +167,8 @@ def _paired(args, sides: dict, what: str) -> dict:
     }
 
 
-def denormals(args) -> dict:
-    """Subnormal floats flushed to zero in the model calls (the default, ``harness.relaxer.flushed_denormals``)
-    or not."""
+def _switched_off(attribute: str):
+    """A context manager factory: the protocol relaxer's boolean ``attribute`` off within, back on after."""
     from contextlib import contextmanager
 
     from harness.stability.relax import RelaxSettings, load_relaxer
@@ -177,35 +176,27 @@ def denormals(args) -> dict:
     relaxer = load_relaxer(RelaxSettings().relaxer, RelaxSettings().model)
 
     @contextmanager
-    def not_flushed():
-        relaxer.flush_denormals = False
+    def off():
+        setattr(relaxer, attribute, False)
         try:
             yield
         finally:
-            relaxer.flush_denormals = True
+            setattr(relaxer, attribute, True)
 
-    return _paired(args, {"flushed": nullcontext, "not_flushed": not_flushed},
+    return off
+
+
+def denormals(args) -> dict:
+    """Subnormal floats flushed to zero in the model calls (the default, ``harness.relaxer.flushed_denormals``)
+    or not."""
+    return _paired(args, {"flushed": nullcontext, "not_flushed": _switched_off("flush_denormals")},
                    "subnormal floats flushed to zero in the relaxer's model calls, or not")
 
 
 def graphs(args) -> dict:
     """CHGNet's crystal graphs built with array operations (the default, ``harness.stability.chgnet_graph``) or
     by CHGNet's own converter."""
-    from contextlib import contextmanager
-
-    from harness.stability.relax import RelaxSettings, load_relaxer
-
-    relaxer = load_relaxer(RelaxSettings().relaxer, RelaxSettings().model)
-
-    @contextmanager
-    def chgnet_converter():
-        relaxer.array_graphs = False
-        try:
-            yield
-        finally:
-            relaxer.array_graphs = True
-
-    return _paired(args, {"array_graphs": nullcontext, "chgnet_converter": chgnet_converter},
+    return _paired(args, {"array_graphs": nullcontext, "chgnet_converter": _switched_off("array_graphs")},
                    "CHGNet's crystal graphs built with array operations, or by CHGNet's own converter")
 
 

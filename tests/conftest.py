@@ -37,6 +37,22 @@ def fcc(a: float = 3.61, element: str = "Cu") -> Structure:
     return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [element], [[0, 0, 0]])
 
 
+def protocol_relaxer_predictions(structures, **attributes) -> list:
+    """CHGNet's energies, forces and stresses (task ``efs``) for ``structures``, with the protocol relaxer's
+    ``attributes`` set for the call (e.g. ``flush_denormals=False``) and restored after."""
+    from harness.stability.relax import load_relaxer
+
+    relaxer = load_relaxer()
+    saved = {name: getattr(relaxer, name) for name in attributes}
+    try:
+        for name, value in attributes.items():
+            setattr(relaxer, name, value)
+        return relaxer.predict(structures, "efs", batch_size=8)
+    finally:
+        for name, value in saved.items():
+            setattr(relaxer, name, value)
+
+
 def tiny_structures() -> list[Structure]:
     return [rocksalt(), perovskite(), cscl(), diamond(), fcc(), rocksalt(4.2, "Mg", "O"),
             perovskite(3.99, "Ba", "Ti"), fcc(4.08, "Au")]

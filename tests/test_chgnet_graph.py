@@ -9,7 +9,7 @@ from pymatgen.core import Lattice, Structure
 
 from harness.stability.chgnet_graph import crystal_graph
 from harness.stability.relax import load_relaxer
-from tests.conftest import perovskite, rocksalt
+from tests.conftest import perovskite, protocol_relaxer_predictions, rocksalt
 
 TENSORS = ("atomic_number", "atom_frac_coord", "atom_graph", "neighbor_image", "directed2undirected",
            "undirected2directed", "bond_graph", "lattice")
@@ -64,14 +64,9 @@ def test_an_isolated_atom_is_left_to_chgnet_which_refuses_it_by_its_own_words(co
 
 
 def test_the_relaxer_predicts_the_same_numbers_from_either_graph():
-    relaxer = load_relaxer()
     structures = [perovskite(), _random_cell(3, 13)]
-    array = relaxer.predict(structures, "efs", batch_size=8)
-    relaxer.array_graphs = False
-    try:
-        chgnet = relaxer.predict(structures, "efs", batch_size=8)
-    finally:
-        relaxer.array_graphs = True
+    array = protocol_relaxer_predictions(structures)
+    chgnet = protocol_relaxer_predictions(structures, array_graphs=False)
     for a, b in zip(array, chgnet):
         for key in ("e", "f", "s"):
             np.testing.assert_array_equal(a[key], b[key])

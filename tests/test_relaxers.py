@@ -19,7 +19,7 @@ from harness.relaxer import PROTOCOL_RELAXER, Relaxer, RelaxerSpec
 from harness.stability.agreement import relaxer_agreement
 from harness.stability.hull import ReferenceHull
 from harness.stability.relax import RelaxSettings, load_relaxer, relax_batched
-from tests.conftest import perovskite, rocksalt
+from tests.conftest import perovskite, protocol_relaxer_predictions, rocksalt
 
 try:
     from test_leaderboard_records import make_record, write_run
@@ -440,14 +440,9 @@ def test_model_calls_flush_subnormals_and_leave_the_thread_as_they_found_it():
 
 
 def test_chgnet_forces_and_stresses_are_the_same_with_subnormals_flushed():
-    relaxer = load_relaxer()
     structures = [rattled(perovskite(), seed) for seed in range(3)]
-    flushed = relaxer.predict(structures, "efs", batch_size=8)
-    relaxer.flush_denormals = False
-    try:
-        exact = relaxer.predict(structures, "efs", batch_size=8)
-    finally:
-        relaxer.flush_denormals = True
+    flushed = protocol_relaxer_predictions(structures)
+    exact = protocol_relaxer_predictions(structures, flush_denormals=False)
     for a, b in zip(flushed, exact):
         assert a["e"] == pytest.approx(b["e"], abs=1e-7)
         np.testing.assert_allclose(a["f"], b["f"], atol=1e-6)
