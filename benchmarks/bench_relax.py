@@ -7,6 +7,7 @@
                                                               # subnormal floats flushed or not, same samples
     python benchmarks/bench_relax.py blas-threads              # numpy/scipy BLAS on 1 thread or all, same samples
     python benchmarks/bench_relax.py graphs                    # CHGNet's graphs by arrays or by its converter
+    python benchmarks/bench_relax.py combined                  # both of the above, or neither
 
 All run single-threaded (torch and BLAS; blas-threads lifts BLAS's limit on one side) and write JSON under
 results/benchmarks/
@@ -200,6 +201,21 @@ def graphs(args) -> dict:
                    "CHGNet's crystal graphs built with array operations, or by CHGNet's own converter")
 
 
+def combined(args) -> dict:
+    """Both: subnormals flushed and graphs built with arrays (the default), or neither (the relaxer before them)."""
+    from contextlib import ExitStack, contextmanager
+
+    @contextmanager
+    def neither():
+        with ExitStack() as stack:
+            for attribute in ("flush_denormals", "array_graphs"):
+                stack.enter_context(_switched_off(attribute)())
+            yield
+
+    return _paired(args, {"flushed_array_graphs": nullcontext, "neither": neither},
+                   "subnormals flushed and CHGNet's graphs built with arrays, or neither")
+
+
 def blas_threads(args) -> dict:
     """numpy's and scipy's BLAS on one thread (what ``bench --threads 1`` sets, and what relaxation workers
     inherit) or on every core (their default), in a process whose torch runs on one thread."""
@@ -368,7 +384,7 @@ def main(argv=None) -> int:
     v.add_argument("--strain", type=float, default=0.1, help="uniform random strain component bound")
     v.add_argument("--train-split", default="train")
     v.add_argument("--work-dir", default="/tmp/xtalbench-validate")
-    paired = [sub.add_parser("denormals"), sub.add_parser("blas-threads"), sub.add_parser("graphs")]
+    paired = [sub.add_parser(name) for name in ("denormals", "blas-threads", "graphs", "combined")]
     for p in paired:
         p.add_argument("--record", default="results/mp20/symmbfn/full-seed0-b1f190f685",
                        help="a run folder whose generated samples are relaxed")
@@ -383,12 +399,12 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     commands = {"throughput": throughput, "validate": validate, "denormals": denormals, "blas-threads": blas_threads,
-                "graphs": graphs}
+                "graphs": graphs, "combined": combined}
     measured = commands[args.cmd](args)
     result = {**result_header("bench_relax", argv), **measured}  # after the run: "created" is when it ended
     OUT.mkdir(parents=True, exist_ok=True)
     name = f"relax_{args.cmd.replace('-', '_')}_{Path(args.record).parent.parent.name}" if args.cmd in (
-        "denormals", "blas-threads", "graphs") else f"relax_{args.cmd}_{args.dataset}"
+        "denormals", "blas-threads", "graphs", "combined") else f"relax_{args.cmd}_{args.dataset}"
     target = OUT / f"{name}.json"
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {target}")
