@@ -3,9 +3,8 @@
 A relaxation rebuilds every structure's graph at every step. CHGNet 0.3's ``CrystalGraphConverter`` takes the
 neighbour list from pymatgen and then builds Python objects per node and per edge (its C helper returns them one by
 one) and walks them to list the bond graph's angles. Relaxing 32 MP-20 samples took 1.22 times the CPU time with
-it (``benchmarks/bench_relax.py graphs``, ``results/benchmarks/relax_graphs_mp20.json``; on 450 real and generated
-structures the graphs were built 7.6 times faster). Its graph is defined by simple rules, applied here to whole
-arrays:
+it (``benchmarks/bench_relax.py graphs``, ``results/benchmarks/relax_graphs_mp20.json``). Its graph is defined by
+simple rules, applied here to whole arrays:
 
 * directed edges: pymatgen's neighbour list within ``atom_graph_cutoff``, in its order;
 * undirected edges: a directed edge ``i → j`` (image ``n``) and its reverse ``j → i`` (image ``-n``) form one; an
