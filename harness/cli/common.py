@@ -90,10 +90,10 @@ def configure_threads(threads: int | None) -> int:
     the library's).
 
     BLAS matters though its calls are tiny: a relaxation step's 3×3 matrix exponential (ASE's cell filter, scipy's
-    ``expm``) woke OpenBLAS's idle threads on every call (a median 5.9 ms a call against 0.05 ms pinned), in a
-    process that relaxes itself (``--workers 1``; spawned workers were already pinned to one thread). Relaxing 32
-    MP-20 samples took 1.43 times the CPU time and 1.23 times the wall time with BLAS on both cores, to identical
-    results (``benchmarks/bench_relax.py blas-threads``, ``results/benchmarks/relax_blas_threads_mp20.json``).
+    ``expm``) woke OpenBLAS's idle threads on every call, in a process that relaxes itself (``--workers 1``;
+    spawned workers were already pinned to one thread). Relaxing 32 MP-20 samples took 1.43 times the CPU time and
+    1.23 times the wall time with BLAS on both cores, to identical results (``benchmarks/bench_relax.py
+    blas-threads``, ``results/benchmarks/relax_blas_threads_mp20.json``).
     threadpoolctl reaches the BLAS libraries actually loaded (numpy and scipy each bundle their own OpenBLAS), which
     no environment variable does once they are loaded.
     """
