@@ -465,3 +465,38 @@ def test_the_clis_thread_setting_reaches_numpys_and_scipys_blas_too():
             assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(torch_threads)
+
+
+class BlasProbeRelaxer(EmtRelaxer):
+    """EMT, noting the BLAS thread counts each model call ran under."""
+
+    seen: list[list[int]] = []
+
+    def compute(self, prepared, task):
+        from threadpoolctl import threadpool_info
+
+        BlasProbeRelaxer.seen.append([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"])
+        return super().compute(prepared, task)
+
+
+class BlasProbePlugin:
+    @hookimpl
+    def xtalbench_register_relaxers(self, register):
+        register(RelaxerSpec(name="emt-blas-probe", version="1", target="tests.test_relaxers:BlasProbeRelaxer",
+                             package="ase", model="emt"))
+
+
+def test_relaxations_run_blas_on_one_thread_and_give_the_pool_back():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    set_registry(build_registry(extra_plugins=[BlasProbePlugin()]))
+    try:
+        seen = type(load_relaxer("emt-blas-probe")).seen  # the class as the registry imported it
+        seen.clear()
+        with threadpool_limits(limits=2, user_api="blas"):
+            (result,) = relax_batched([rattled(fcc(3.75), 0)], RelaxSettings.for_relaxer("emt-blas-probe"))
+            assert result.converged and len(seen) == result.steps + 1
+            assert all(counts and set(counts) == {1} for counts in seen)
+            assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {2}
+    finally:
+        set_registry(None)

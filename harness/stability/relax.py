@@ -251,7 +251,12 @@ def relax_batched(
     Up to ``settings.batch_size`` structures are active at once; a finished one (converged, step cap reached, or
     failed) is handed to ``on_result(key, result)`` at once and replaced by the next waiting structure. A model call
     holds at most ``max_atoms`` atoms of them (None: no bound), which bounds the memory.
+
+    numpy's and scipy's BLAS run on one thread meanwhile: the optimisers' linear algebra is on 3×3 matrices and
+    vectors of a few atoms, and an idle BLAS pool woken for each such call cost more than the call
+    (``harness.cli.common.configure_threads``). torch's threads are left as they are.
     """
+    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
     model = load_relaxer(settings.relaxer, settings.model)
@@ -269,7 +274,8 @@ def relax_batched(
             on_result(keys[i], result)
         bar.update(1)
 
-    with tqdm(total=len(structures), desc=desc, unit="struct", disable=not progress, mininterval=1) as bar:
+    with (tqdm(total=len(structures), desc=desc, unit="struct", disable=not progress, mininterval=1) as bar,
+          threadpool_limits(limits=1, user_api="blas")):
         while waiting or active:
             while waiting and len(active) < settings.batch_size:
                 i = waiting.pop()
