@@ -188,4 +188,6 @@ def test_the_old_rule_gives_a_committed_records_1_2_metrics_back(tmp_path, monke
     rescored = (committed["details"]["metrics"].get("rescored") or [None])[-1]
     expected = rescored["previous_metrics"] if rescored else {k: committed["metrics"][k] for k in RESCORED_KEYS}
     again = rescore_validity(copy, rule=old.comp_validity, force=True, write=False)
-    assert {k: again["metrics"][k] for k in RESCORED_KEYS} == expected
+    # equal to the last bit only on the same kind of CPU (OpenBLAS picks its kernels by CPU): recomputed on an Intel
+    # Xeon, the AMD EPYC record's wdist_density 1.001557644851856 came back as 1.0015576448518557
+    assert {k: again["metrics"][k] for k in RESCORED_KEYS} == pytest.approx(expected, rel=1e-12, abs=1e-15)
