@@ -217,13 +217,27 @@ def combined(args) -> dict:
 
 
 def blas_threads(args) -> dict:
-    """numpy's and scipy's BLAS on one thread (what ``bench --threads 1`` sets, and what relaxation workers
-    inherit) or on every core (their default), in a process whose torch runs on one thread."""
+    """numpy's and scipy's BLAS on one thread during a relaxation (the default, ``relax.RELAX_BLAS_THREADS``; what
+    relaxation workers inherit too) or on every core (their own default), in a process whose torch runs on one
+    thread."""
+    from contextlib import contextmanager
+
     from threadpoolctl import threadpool_limits
 
+    from harness.stability import relax
+
     cores = os.cpu_count() or 1
-    return _paired(args, {"one": lambda: threadpool_limits(limits=1, user_api="blas"),
-                          "all_cores": lambda: threadpool_limits(limits=cores, user_api="blas")},
+
+    @contextmanager
+    def all_cores():
+        relax.RELAX_BLAS_THREADS = None
+        try:
+            with threadpool_limits(limits=cores, user_api="blas"):
+                yield
+        finally:
+            relax.RELAX_BLAS_THREADS = 1
+
+    return _paired(args, {"one": nullcontext, "all_cores": all_cores},
                    f"numpy's and scipy's BLAS threads: 1, or the machine's {cores} cores")
 
 
@@ -365,6 +379,10 @@ def validate(args) -> dict:
     return out
 
 
+# the paired A/B benchmarks (``_paired``), by subcommand
+PAIRED = {"denormals": denormals, "blas-threads": blas_threads, "graphs": graphs, "combined": combined}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -384,7 +402,7 @@ def main(argv=None) -> int:
     v.add_argument("--strain", type=float, default=0.1, help="uniform random strain component bound")
     v.add_argument("--train-split", default="train")
     v.add_argument("--work-dir", default="/tmp/xtalbench-validate")
-    paired = [sub.add_parser(name) for name in ("denormals", "blas-threads", "graphs", "combined")]
+    paired = [sub.add_parser(name) for name in PAIRED]
     for p in paired:
         p.add_argument("--record", default="results/mp20/symmbfn/full-seed0-b1f190f685",
                        help="a run folder whose generated samples are relaxed")
@@ -398,13 +416,11 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    commands = {"throughput": throughput, "validate": validate, "denormals": denormals, "blas-threads": blas_threads,
-                "graphs": graphs, "combined": combined}
-    measured = commands[args.cmd](args)
+    measured = {"throughput": throughput, "validate": validate, **PAIRED}[args.cmd](args)
     result = {**result_header("bench_relax", argv), **measured}  # after the run: "created" is when it ended
     OUT.mkdir(parents=True, exist_ok=True)
-    name = f"relax_{args.cmd.replace('-', '_')}_{Path(args.record).parent.parent.name}" if args.cmd in (
-        "denormals", "blas-threads", "graphs", "combined") else f"relax_{args.cmd}_{args.dataset}"
+    name = f"relax_{args.cmd.replace('-', '_')}_{Path(args.record).parent.parent.name}" if args.cmd in PAIRED \
+        else f"relax_{args.cmd}_{args.dataset}"
     target = OUT / f"{name}.json"
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {target}")

@@ -449,24 +449,6 @@ def test_chgnet_forces_and_stresses_are_the_same_with_subnormals_flushed():
         np.testing.assert_allclose(a["s"], b["s"], atol=1e-5)
 
 
-def test_the_clis_thread_setting_reaches_numpys_and_scipys_blas_too():
-    import torch
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    from harness.cli.common import configure_threads
-
-    torch_threads = torch.get_num_threads()
-    try:
-        with threadpool_limits(limits=2, user_api="blas"):  # restores every library's own limit on leaving
-            configure_threads(1)
-            blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
-            assert {lib["internal_api"] for lib in blas} >= {"openblas"}  # numpy's and scipy's bundled OpenBLAS
-            assert [lib["num_threads"] for lib in blas] == [1] * len(blas)
-            assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(torch_threads)
-
-
 class BlasProbeRelaxer(EmtRelaxer):
     """EMT, noting the BLAS thread counts each model call ran under."""
 

@@ -86,27 +86,13 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads and numpy's and scipy's BLAS threads once per process (the CLI's choice, never
-    the library's).
-
-    BLAS matters though its calls are tiny: a relaxation step's 3×3 matrix exponential (ASE's cell filter, scipy's
-    ``expm``) woke OpenBLAS's idle threads on every call, in a process that relaxes itself (``--workers 1``;
-    spawned workers were already pinned to one thread). Relaxing 32 MP-20 samples took 1.43 times the CPU time and
-    1.23 times the wall time with BLAS on both cores, to identical results (``benchmarks/bench_relax.py
-    blas-threads``, ``results/benchmarks/relax_blas_threads_mp20.json``).
-    threadpoolctl reaches the BLAS libraries actually loaded (numpy and scipy each bundle their own OpenBLAS), which
-    no environment variable does once they are loaded.
-    """
+    """Set torch's intra-op threads once per process (the CLI's choice, never the library's)."""
     import os
 
     import torch
-    from threadpoolctl import threadpool_limits
 
     count = threads or max(1, min(4, (os.cpu_count() or 2) // 2))
     torch.set_num_threads(count)
-    import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS, so that the limit reaches it too)
-
-    threadpool_limits(limits=count, user_api="blas")
     return count
 
 

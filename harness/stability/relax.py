@@ -89,6 +89,9 @@ DEFAULT_SETTINGS = RelaxSettings()
 # relaxation settings, not hashed with them. Measured: benchmarks/relax_memory.py.
 MODEL_CALL_MAX_ATOMS = 128
 
+# numpy's and scipy's BLAS threads while relax_batched runs (None: left as they are; a benchmark's other side).
+RELAX_BLAS_THREADS: int | None = 1
+
 # A structure whose cell leaves this range (Å^3 per atom) is stopped and recorded as failed: a collapsing cell gives
 # CHGNet a graph with thousands of neighbours per atom (one such element candidate took 22 GB and the process).
 # The densest known solids hold ~5 Å^3/atom; the wide bounds never touch a physical relaxation.
@@ -252,9 +255,13 @@ def relax_batched(
     failed) is handed to ``on_result(key, result)`` at once and replaced by the next waiting structure. A model call
     holds at most ``max_atoms`` atoms of them (None: no bound), which bounds the memory.
 
-    numpy's and scipy's BLAS run on one thread meanwhile: the optimisers' linear algebra is on 3×3 matrices and
-    vectors of a few atoms, and an idle BLAS pool woken for each such call cost more than the call
-    (``harness.cli.common.configure_threads``). torch's threads are left as they are.
+    numpy's and scipy's BLAS run on ``RELAX_BLAS_THREADS`` (one) thread meanwhile; threadpoolctl reaches the
+    OpenBLAS copies numpy and scipy each bundle, which environment variables do not once they are loaded. The
+    optimisers' linear algebra is on 3×3 matrices and vectors of a few atoms, and a BLAS pool woken for each such
+    call (the cell filter's ``expm``, every step) cost more than the call: relaxing 32 MP-20 samples in one process
+    beside a two-worker run took 1.43 times the CPU time with BLAS on both cores, to identical results
+    (``benchmarks/bench_relax.py blas-threads``, ``results/benchmarks/relax_blas_threads_mp20.json``). Spawned
+    relaxation workers are pinned already. torch's threads are left as they are.
     """
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
@@ -275,7 +282,7 @@ def relax_batched(
         bar.update(1)
 
     with (tqdm(total=len(structures), desc=desc, unit="struct", disable=not progress, mininterval=1) as bar,
-          threadpool_limits(limits=1, user_api="blas")):
+          threadpool_limits(limits=RELAX_BLAS_THREADS, user_api="blas")):
         while waiting or active:
             while waiting and len(active) < settings.batch_size:
                 i = waiting.pop()
