@@ -8,7 +8,6 @@ from, runs/prefetch_target.py). SymmBFN on MP-20 only, seed 0, batch 250, as tha
 """
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,14 +30,12 @@ with Invocation(run_dir, f"prefetch: sample and relax target {name} ahead of the
                          "same code and settings, one worker)") as invocation:
     generator = get_registry().generator("symmbfn", "mp20")
     generator.load(get_registry().generator("symmbfn", "mp20").default_task_checkpoint("conditional"), "cpu")
-    t0 = time.perf_counter()
-    samples, _ = generate(_AtTarget(generator, target), n, 0, 250, run_dir / "targets" / name, False)
-    invocation.add("generation", time.perf_counter() - t0)
+    with invocation.phase("generation"):
+        samples, _ = generate(_AtTarget(generator, target), n, 0, 250, run_dir / "targets" / name, False)
     settings = RelaxSettings.for_relaxer("chgnet")
     relax_dir = run_dir / "stability" / name / f"relax-{sha256_text(json.dumps(settings.as_dict(), sort_keys=True))[:12]}"
     relax_dir.mkdir(parents=True, exist_ok=True)
     pending = [s for s in samples if s.constructed and not _result_path(relax_dir, s.index).exists()]
-    t0 = time.perf_counter()
-    relax_into(relax_dir, [s.index for s in pending], [s.structure for s in pending], settings, progress=False)
-    invocation.add("evaluation", time.perf_counter() - t0)
+    with invocation.phase("evaluation"):
+        relax_into(relax_dir, [s.index for s in pending], [s.structure for s in pending], settings, progress=False)
 print("done", len(pending))

@@ -10,7 +10,6 @@ are the same at each target and only the condition differs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,28 +186,23 @@ def _run(request, card, spec, generator, task, prop, checkpoint, checkpoint_sha,
     from harness.stability.mp_reference import load_shipped_mp_hull
 
     device = resolve_device(request.device)
-    t0 = time.perf_counter()
-    generator.load(Path(checkpoint), device)
-    invocation.add("generation", time.perf_counter() - t0)
+    with invocation.phase("generation"):
+        generator.load(Path(checkpoint), device)
     trained_on = generator.training_splits()
     train = load_split(card, "+".join(trained_on) if trained_on else "train", request.data_dir)
     hull = load_shipped_mp_hull()
     blocks, tables, all_samples, generation_s, stability_info = [], [], [], 0.0, None
     for target in request.targets:
         name = target_name(target)
-        t0 = time.perf_counter()
-        samples, seconds = generate(_AtTarget(generator, target), request.n_per_target, request.seed,
-                                    request.batch_size, run_dir / "targets" / name, request.progress)
-        invocation.add("generation", time.perf_counter() - t0)
+        with invocation.phase("generation"):
+            samples, seconds = generate(_AtTarget(generator, target), request.n_per_target, request.seed,
+                                        request.batch_size, run_dir / "targets" / name, request.progress)
         generation_s += seconds
-        t0 = time.perf_counter()
-        try:
+        with invocation.phase("evaluation"):
             metrics, details, table, stability_info = _evaluate_target(
                 samples, target, card=card, train=train, hull=hull, seed=request.seed,
                 work_dir=run_dir / "stability" / name, workers=request.workers, progress=request.progress,
                 data_dir=request.data_dir)
-        finally:
-            invocation.add("evaluation", time.perf_counter() - t0)
         details["construction_failures"] = reason_counts(samples)
         details["generation_s"] = round(seconds, 2)
         blocks.append({"value": target.value, "n_samples": len(samples), "seed": request.seed, "metrics": metrics,

@@ -1,33 +1,57 @@
 """What a run cost across every invocation that contributed to it: wall and CPU time, peak memory, per phase.
 
 A long run is killed and resumed; its batches and relaxations survive, and so must the time spent on them. Each
-``bench run`` / ``bench evaluate`` invocation appends one line to ``<run dir>/invocations.jsonl`` when it ends,
-interrupted or not (written atomically with the lines before it); the record sums them.
+``bench run`` / ``bench evaluate`` invocation keeps one line in ``<run dir>/invocations.jsonl`` (the file rewritten
+atomically): written when it starts, brought up to date every ``HEARTBEAT_S`` seconds while it runs, and final when
+it ends, interrupted or not. A process killed outright (SIGKILL, the out-of-memory killer, a session ending) cannot
+write its end, so its line keeps the last heartbeat's figures and ``"ended": null``: at most a heartbeat of its cost
+is lost, not all of it. Each line names the CPU it ran on, since a long run's invocations may run on different
+machines. The record sums the lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
+import secrets
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.io import atomic_write_text
+from harness.provenance import cpu_name
 
-__all__ = ["LEDGER_NAME", "Invocation", "TreeMemory", "ledger_totals", "read_ledger"]
+__all__ = ["HEARTBEAT_S", "LEDGER_NAME", "Invocation", "TreeMemory", "ledger_timings", "ledger_totals", "read_ledger"]
 
 LEDGER_NAME = "invocations.jsonl"
+HEARTBEAT_S = 60.0
 
 
 def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process and of its finished children (worker pools)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    """User + system CPU seconds of this process, of its finished children and of its live descendants (worker
+    pools still running). The live ones are listed first: a worker that ends in between is then missed, not counted
+    twice."""
+    import psutil
+
+    live = 0.0
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # ended since the listing: it is in RUSAGE_CHILDREN below, or lost with its parent
+            continue
+        live += times.user + times.system
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime + live
 
 
 def _max_rss_gb() -> float:
@@ -101,57 +125,116 @@ def read_ledger(run_dir: Path) -> list[dict[str, Any]]:
 
 
 class Invocation:
-    """One invocation's costs; use as a context manager around the work, ``phase`` around each phase."""
+    """One invocation's costs; use as a context manager around the work, and ``phase(name)`` around each phase.
 
-    def __init__(self, run_dir: Path, command: str):
+    Its ledger line is written on entry, rewritten every ``heartbeat_s`` seconds by a daemon thread (the line of a
+    phase still open counts the phase's time so far) and written a last time on exit, with ``"ended"``
+    ``"finished"`` or ``"interrupted"``."""
+
+    def __init__(self, run_dir: Path, command: str, *, heartbeat_s: float = HEARTBEAT_S):
         self.run_dir = Path(run_dir)
         self.command = command
+        self.heartbeat_s = heartbeat_s
+        self.id = secrets.token_hex(6)
         self.phases: dict[str, float] = {}
+        self._open: dict[str, float] = {}  # phase -> perf_counter at its start
+        self._lock = threading.Lock()  # phases and the ledger file, between the work and the heartbeat
         self._wall0 = self._cpu0 = 0.0
         self._started = ""
         self._memory = TreeMemory()
+        self._cpu = cpu_name()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     def __enter__(self) -> Invocation:
         self._wall0, self._cpu0 = time.perf_counter(), _cpu_seconds()
         self._started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._memory.start()
+        self._write(self.current(ended=None))
+        self._heartbeat = threading.Thread(target=self._beat, name="xtalbench-ledger-heartbeat", daemon=True)
+        self._heartbeat.start()
         return self
 
-    def add(self, phase: str, seconds: float) -> None:
-        self.phases[phase] = self.phases.get(phase, 0.0) + float(seconds)
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self._write(self.current(ended=None))
+            except OSError:  # a full disk or a removed run folder must not stop the work; the exit tries again
+                continue
 
-    def current(self, finished: bool) -> dict[str, Any]:
+    def add(self, phase: str, seconds: float) -> None:
+        with self._lock:
+            self.phases[phase] = self.phases.get(phase, 0.0) + float(seconds)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Count the time inside the block as phase ``name``, also when it raises."""
+        start = time.perf_counter()
+        with self._lock:
+            self._open[name] = start
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open.pop(name, None)
+            self.add(name, time.perf_counter() - start)
+
+    def current(self, ended: str | None = "finished") -> dict[str, Any]:
+        """This invocation's ledger line now; ``ended`` None while it runs."""
+        now = time.perf_counter()
+        with self._lock:
+            phases = dict(self.phases)
+            for name, start in self._open.items():
+                phases[name] = phases.get(name, 0.0) + now - start
         return {
+            "id": self.id,
             "started": self._started,
             "command": self.command,
             "pid": os.getpid(),
-            "wall_s": round(time.perf_counter() - self._wall0, 3),
+            "cpu": self._cpu,
+            "wall_s": round(now - self._wall0, 3),
             "cpu_s": round(_cpu_seconds() - self._cpu0, 3),
             "max_rss_gb": _max_rss_gb(),
             "peak_tree_rss_gb": max(self._memory.peak_gb, round(self._memory.sample() / 1e9, 3)),
-            "phases_s": {k: round(v, 3) for k, v in self.phases.items()},
-            "finished": finished,
+            "phases_s": {k: round(v, 3) for k, v in phases.items()},
+            "finished": ended == "finished",
+            "ended": ended,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
+    def _others(self) -> list[dict[str, Any]]:
+        return [line for line in read_ledger(self.run_dir) if line.get("id") != self.id]
+
+    def _write(self, line: dict[str, Any]) -> None:
+        with self._lock:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            lines = [*self._others(), line]
+            atomic_write_text(self.run_dir / LEDGER_NAME, "".join(json.dumps(x) + "\n" for x in lines))
+
     def totals(self) -> dict[str, Any]:
-        """The ledger's totals with this invocation (still running) included."""
-        return ledger_totals([*read_ledger(self.run_dir), self.current(finished=True)])
+        """The ledger's totals with this invocation (still running) counted once, as if it ended now."""
+        return ledger_totals([*self._others(), self.current()])
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
         self._memory.stop()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        lines = [*read_ledger(self.run_dir), self.current(finished=exc_type is None)]
-        atomic_write_text(self.run_dir / LEDGER_NAME, "".join(json.dumps(line) + "\n" for line in lines))
+        self._write(self.current(ended="finished" if exc_type is None else "interrupted"))
 
 
 def ledger_totals(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """Summed wall and CPU time, per-phase seconds and the peak memory over ledger lines."""
+    """Summed wall and CPU time, per-phase seconds and the peak memory over ledger lines; the CPUs they ran on, and
+    how many never wrote their end (killed: their last heartbeat counts; lines written before 2026-12-08, which had
+    no heartbeat and no ``ended``, are not among them)."""
     phases: dict[str, float] = {}
     for line in lines:
         for key, value in (line.get("phases_s") or {}).items():
             phases[key] = phases.get(key, 0.0) + value
     return {
         "invocations": len(lines),
+        "killed_invocations": sum(1 for line in lines if "ended" in line and line["ended"] is None),
+        "cpus": sorted({line["cpu"] for line in lines if line.get("cpu")}),
         "wall_s": round(sum(line["wall_s"] for line in lines), 3),
         "cpu_s": round(sum(line["cpu_s"] for line in lines), 3),
         "max_rss_gb": max((line["max_rss_gb"] for line in lines), default=None),
@@ -160,6 +243,12 @@ def ledger_totals(lines: list[dict[str, Any]]) -> dict[str, Any]:
                                 default=None),
         "phases_s": {k: round(v, 3) for k, v in phases.items()},
     }
+
+
+def ledger_timings(totals: dict[str, Any]) -> dict[str, Any]:
+    """The ledger's part of a record's ``timings``, from :func:`ledger_totals` (``Invocation.totals()``)."""
+    keys = ("wall_s", "cpu_s", "max_rss_gb", "peak_tree_rss_gb", "invocations", "killed_invocations", "cpus")
+    return {key: totals[key] for key in keys}
 
 
 def cost_metrics(generation_s: float | None, n_samples: int, metrics: dict[str, Any]) -> dict[str, Any]:

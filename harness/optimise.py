@@ -134,12 +134,11 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     device = resolve_device(request.device)
     test = load_split(card, "test", request.data_dir)
     starts = test.structures[: request.n_starts]
-    t0 = time.perf_counter()
-    # loaded even when every chunk is decoded already: the checkpoint says what the model was trained on
-    generator.load(Path(checkpoint), device)
-    generator.progress = request.progress
-    decodes, predicted, generation_s = _optimise_in_chunks(generator, starts, optimisation, request, run_dir)
-    invocation.add("generation", time.perf_counter() - t0)
+    with invocation.phase("generation"):
+        # loaded even when every chunk is decoded already: the checkpoint says what the model was trained on
+        generator.load(Path(checkpoint), device)
+        generator.progress = request.progress
+        decodes, predicted, generation_s = _optimise_in_chunks(generator, starts, optimisation, request, run_dir)
     per_start = len(optimisation.decode_steps)
 
     samples = [make_sample(i * per_start + k, s) for i, row in enumerate(decodes) for k, s in enumerate(row)]
@@ -147,10 +146,9 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
     valid = [s for s, a, b in zip(samples, struct, comp, strict=True) if a and b]
     trained_on = generator.training_splits()
     train = load_split(card, "+".join(trained_on) if trained_on else "train", request.data_dir)
-    t0 = time.perf_counter()
     oracle_block = {"name": oracle.name, "kind": oracle.kind, "version": "1", "description": oracle.description}
     scored, supervised, domain = None, {}, None
-    try:
+    with invocation.phase("evaluation"):
         if oracle.kind == "supervised":
             network = load_oracle(oracle.name)
             oracle_block.update(version=network.manifest["weights_sha256"][:12],
@@ -163,8 +161,6 @@ def _run(request, card, spec, generator, oracle, checkpoint, checkpoint_sha, tie
             scored = stability.evaluate(valid, dataset=card, train=train, n_relax=len(valid), seed=request.seed,
                                         work_dir=run_dir / "stability", data_dir=request.data_dir,
                                         workers=request.workers, progress=request.progress)
-    finally:
-        invocation.add("evaluation", time.perf_counter() - t0)
     hull = load_shipped_mp_hull() if scored is not None else None
     values = np.full((len(starts), per_start), np.nan)
     table_rows = []

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -12,7 +12,7 @@ from typing import Any
 
 from harness import provenance
 from harness.cards import DatasetCard
-from harness.costs import Invocation, cost_metrics
+from harness.costs import Invocation, cost_metrics, ledger_timings
 from harness.evaluation import Evaluation, EvaluationRequest, evaluate
 from harness.evaluation_types import Sample
 from harness.io import atomic_write, atomic_write_gzip, sha256_text
@@ -73,12 +73,8 @@ def record_run(samples: Sequence[Sample], run_dir: Path, request: EvaluationRequ
         atomic_write_gzip(run_dir / SAMPLES_NAME, extxyz.encode())
         files = {"samples": SAMPLES_NAME, "per_sample": PER_SAMPLE_NAME}
         samples_sha256 = origin.samples_sha256 or sha256_text(extxyz)
-    t0 = time.perf_counter()
-    try:
+    with invocation.phase("evaluation") if invocation is not None else contextlib.nullcontext():
         result = evaluate(samples, request, card, work_dir=run_dir)
-    finally:
-        if invocation is not None:
-            invocation.add("evaluation", time.perf_counter() - t0)
     atomic_write(run_dir / PER_SAMPLE_NAME, lambda p: result.table.to_parquet(p))
     record = build_record(samples, request, result, origin, run_id=origin.run_id or run_dir.name,
                           samples_sha256=samples_sha256, invocation=invocation, files=files)
@@ -157,8 +153,7 @@ def task_record(origin: Origin, *, run_id: str, dataset: str, n_samples: int, sp
         "external": origin.external,
         "provenance": {**provenance.collect(), "device": origin.device},
         "timings": {"generation_s": origin.generation_s, "evaluation_s": totals["phases_s"].get("evaluation"),
-                    "wall_s": totals["wall_s"], "cpu_s": totals["cpu_s"], "max_rss_gb": totals["max_rss_gb"],
-                    "peak_tree_rss_gb": totals["peak_tree_rss_gb"], "invocations": totals["invocations"],
+                    **ledger_timings(totals),
                     "accounting": f"summed over every invocation (invocations.jsonl); generation_s: {generation_note}"},
         "metrics": metrics,
         "details": details,
@@ -191,11 +186,7 @@ def run_timings(generation_s: float | None, result: Evaluation, invocation: Invo
         timings.update({
             "evaluation_s": totals["phases_s"].get("evaluation", result.seconds),
             "evaluation_s_final_invocation": result.seconds,
-            "wall_s": totals["wall_s"],
-            "cpu_s": totals["cpu_s"],
-            "max_rss_gb": totals["max_rss_gb"],
-            "peak_tree_rss_gb": totals["peak_tree_rss_gb"],
-            "invocations": totals["invocations"],
+            **ledger_timings(totals),
             "accounting": "summed over every invocation (invocations.jsonl); generation_s from the batches' times",
         })
     timings["stages_final_invocation_s"] = stage_seconds(result.details)

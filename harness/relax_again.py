@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
     import pandas as pd
 
     from harness import stability
-    from harness.costs import Invocation, cost_metrics
+    from harness.costs import Invocation, cost_metrics, ledger_timings
     from harness.datasets import load_split
     from harness.io import atomic_write, atomic_write_gzip, sha256_file
     from harness.provenance import collect
@@ -74,15 +73,12 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
         raise RelaxAgainError(f"{record_path}: novelty split {train.name} differs from the record's (sha256)")
     out_dir.mkdir(parents=True, exist_ok=True)
     with Invocation(out_dir, f"bench relax {run_dir.name} --relaxer {relaxer}") as invocation:
-        t0 = time.perf_counter()
-        try:
+        with invocation.phase("evaluation"):
             result = stability.evaluate(
                 samples, dataset=record["dataset"], train=train, n_relax=info["n_relax_requested"],
                 seed=info["subset_seed"], hull=hull, work_dir=out_dir / "stability", data_dir=data_dir,
                 workers=workers, progress=progress, relaxer=relaxer,
             )
-        finally:
-            invocation.add("evaluation", time.perf_counter() - t0)
         totals = invocation.totals()
 
     table = pd.read_parquet(run_dir / (record["files"].get("per_sample") or PER_SAMPLE_NAME))
@@ -109,8 +105,7 @@ def relax_again(run_dir: str | Path, relaxer: str, *, workers: int | None = None
         "timings": {
             "generation_s": (record.get("timings") or {}).get("generation_s"),
             "evaluation_s": totals["phases_s"].get("evaluation"),
-            "wall_s": totals["wall_s"], "cpu_s": totals["cpu_s"], "max_rss_gb": totals["max_rss_gb"],
-            "peak_tree_rss_gb": totals["peak_tree_rss_gb"], "invocations": totals["invocations"],
+            **ledger_timings(totals),
             "accounting": "stability only (bench relax), summed over its invocations; the other metrics and "
                           "generation_s are the source record's",
             "stages_final_invocation_s": {"relaxation": round(result.info["timings"].get("relax_s", 0.0), 2)},

@@ -169,13 +169,10 @@ def _run(request: RunRequest, card: DatasetCard, generator, spec, tier: Tier, ch
     from harness.generator import resolve_device
 
     device = resolve_device(request.device)
-    t0 = time.perf_counter()
-    try:
+    with invocation.phase("generation"):
         generator.load(Path(checkpoint) if checkpoint else None, device)
         samples, generation_s = generate(generator, tier.n_samples, request.seed, request.batch_size, run_dir,
                                          request.evaluation.progress)
-    finally:
-        invocation.add("generation", time.perf_counter() - t0)
     trained_on = generator.training_splits()
     evaluation_request = replace(request.evaluation, n_relax=tier.n_relax)
     if trained_on and evaluation_request.novelty_split in (None, "train"):

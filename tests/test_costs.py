@@ -81,3 +81,102 @@ def test_an_atom_budget_splits_model_calls_without_changing_predictions():
         assert abs(float(a["e"]) - float(b["e"])) < 1e-5
         assert np.allclose(a["f"], b["f"], atol=1e-4)
         assert np.allclose(a["s"], b["s"], atol=1e-3)
+
+
+def test_a_running_invocation_keeps_its_line_up_to_date_and_replaces_it_at_the_end(tmp_path):
+    """One line per invocation: written at the start, refreshed by the heartbeat with the open phase's time so far,
+    and final at the end; a later invocation adds its own line beside it."""
+    with Invocation(tmp_path, "work", heartbeat_s=0.1) as invocation:
+        assert [line["ended"] for line in read_ledger(tmp_path)] == [None]
+        with invocation.phase("evaluation"):
+            time.sleep(0.6)
+            (beat,) = read_ledger(tmp_path)
+    (final,) = read_ledger(tmp_path)
+    assert beat["id"] == final["id"] == invocation.id and beat["ended"] is None
+    assert 0.3 <= beat["phases_s"]["evaluation"] <= final["phases_s"]["evaluation"]
+    assert final["ended"] == "finished" and final["finished"] and final["cpu"]
+    with pytest.raises(RuntimeError), Invocation(tmp_path, "fails") as failing, failing.phase("generation"):
+        raise RuntimeError("boom")
+    first, second = read_ledger(tmp_path)
+    assert first == final and second["ended"] == "interrupted" and not second["finished"]
+    assert "generation" in second["phases_s"]
+    totals = ledger_totals([first, second])
+    assert totals["invocations"] == 2 and totals["killed_invocations"] == 0 and totals["cpus"] == [final["cpu"]]
+
+
+KILLED = """
+import sys, time
+from harness.costs import Invocation
+with Invocation(sys.argv[1], "killed", heartbeat_s=0.2) as invocation, invocation.phase("evaluation"):
+    sys.stdout.write("ready\\n"); sys.stdout.flush()
+    end = time.process_time() + 60
+    while time.process_time() < end:
+        pass
+"""
+
+
+def test_an_invocation_killed_outright_leaves_its_last_heartbeat(tmp_path):
+    """SIGKILL (the out-of-memory killer, a session's end) runs no exit code; the ledger still holds the invocation,
+    its CPU time and its open phase up to the last heartbeat, and the totals count it as killed."""
+    child = subprocess.Popen([sys.executable, "-c", KILLED, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a heartbeat with half a CPU second in it, however loaded the machine
+            lines = read_ledger(tmp_path)
+            if lines and lines[0]["cpu_s"] >= 0.5:
+                break
+            time.sleep(0.1)
+    finally:
+        child.kill()
+        child.wait()
+    (line,) = read_ledger(tmp_path)
+    assert line["ended"] is None and not line["finished"] and line["pid"] == child.pid
+    assert line["cpu_s"] >= 0.5 and line["wall_s"] >= 0.5 and line["phases_s"]["evaluation"] >= 0.5
+    assert ledger_totals([line])["killed_invocations"] == 1
+
+
+BUSY_CHILD = "import sys, time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass\n" \
+             "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(30)"
+
+
+def test_the_cpu_time_of_live_workers_counts(tmp_path):
+    """A worker pool is still running when the heartbeat reads the time: its CPU seconds count, which the operating
+    system's account of finished children does not hold yet."""
+    with Invocation(tmp_path, "pool") as invocation:
+        child = subprocess.Popen([sys.executable, "-c", BUSY_CHILD], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            assert invocation.current(ended=None)["cpu_s"] >= 1.0
+        finally:
+            child.kill()
+            child.wait()
+
+
+TERMINATED = """
+import os, signal, sys, time
+from harness.cli import main as cli
+from harness.costs import Invocation
+
+def work(args):
+    with Invocation(sys.argv[1], "terminated") as invocation, invocation.phase("evaluation"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+parser = cli.build_parser()
+parser.set_defaults(func=work)
+cli.build_parser = lambda: parser
+code = cli.main([])
+sys.exit(code if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 99)
+"""
+
+
+def test_sigterm_ends_a_bench_command_as_ctrl_c_does(tmp_path):
+    """``kill PID`` on ``bench run``: the invocation writes its line as interrupted, bench says how to resume and
+    exits with 143, and the default SIGTERM handler is back afterwards."""
+    done = subprocess.run([sys.executable, "-c", TERMINATED, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 143, done.stderr
+    assert "terminated; rerun the same command to resume" in done.stderr
+    (line,) = read_ledger(tmp_path)
+    assert line["ended"] == "interrupted" and "evaluation" in line["phases_s"]
