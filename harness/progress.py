@@ -11,7 +11,10 @@ files and nothing else, so it can be asked at any time without disturbing the ru
   ``run.json``, so there they are counted, not totalled), relaxations carried by ``bench pack`` and not yet written
   back included, with the rate over the last ``window`` seconds and the time left at that rate (a file a resumed run
   wrote back from the archive is newer than the archive and is not counted as finished in the window);
-* the record: written or not.
+* the record: written or not;
+* the invocations that worked on it (``invocations.jsonl``): their summed wall and CPU time, the CPUs, and which is
+  running now (its line's heartbeat is recent) or was killed outright (its heartbeat stopped without an end), so
+  "is the run going?" has an answer where the ledger has heartbeats (since 2026-12-08).
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.costs import HEARTBEAT_S, ledger_totals, read_ledger
 from harness.records import RECORD_NAME, SAMPLES_NAME
 from harness.stability.carry import ARCHIVE_NAME, BATCHES_NAME, packed_paths
 
 DEFAULT_WINDOW_S = 1200.0
+STALE_HEARTBEATS = 3  # a line not updated for this many heartbeats belongs to a process that is gone
 
 
 class ProgressError(ValueError):
@@ -176,7 +182,23 @@ def progress(run_dir: Path, window_s: float = DEFAULT_WINDOW_S, now: float | Non
         if n_relaxed is not None:
             relaxation = Stage("relaxation", int(n_relaxed), int(n_relaxed), relaxation.unit, 0, window_s)
     return {"run_dir": str(run_dir), "params": params, "stages": [generation, relaxation],
-            "record": record is not None}
+            "record": record is not None, "invocations": _invocations(run_dir, now)}
+
+
+def _invocations(run_dir: Path, now: float) -> dict[str, Any]:
+    """The ledger's totals; ``running``: the pids whose line has a recent heartbeat, or None where no line has
+    heartbeats (a ledger from before them, or none), so nothing can be said."""
+    try:
+        lines = read_ledger(run_dir)
+    except ValueError as exc:
+        raise ProgressError(str(exc)) from None
+    totals = ledger_totals(lines)
+    beating = [line for line in lines if "ended" in line]
+    running = None
+    if beating:
+        running = [line["pid"] for line in beating if line["ended"] is None
+                   and now - datetime.fromisoformat(line["updated"]).timestamp() <= STALE_HEARTBEATS * HEARTBEAT_S]
+    return {**totals, "running": running, "killed": totals["killed_invocations"] - len(running or [])}
 
 
 def _recorded_relaxations(record: dict[str, Any]) -> int | None:
@@ -208,6 +230,13 @@ def format_progress(state: dict[str, Any]) -> str:
     lines = [f"{state['run_dir']}  ({what}, seed {params.get('seed')})"]
     moving = any(stage.recent for stage in state["stages"])  # a stage waits while another works (e.g. the
     # conditional task samples a target's batches, then relaxes them, then samples the next target's)
+    running = state["invocations"]["running"]
+    if moving or running:
+        hint = ""
+    elif running is None:
+        hint = " (is the run going?)"
+    else:
+        hint = " (no bench process is working on it)"
     for stage in state["stages"]:
         if stage.total is None:
             text = f"{stage.done:,} {stage.unit}" if stage.done else "nothing to count"
@@ -223,7 +252,23 @@ def format_progress(state: dict[str, Any]) -> str:
                 if left is not None:
                     text += f", about {_minutes(left)} left at that rate"
             else:
-                text += f"; none finished in the last {window}" + ("" if moving else " (is the run going?)")
+                text += f"; none finished in the last {window}" + hint
         lines.append(f"  {stage.name:<11} {text}")
     lines.append(f"  {'record':<11} {'written' if state['record'] else 'not yet written'}")
+    lines.append(f"  {'cost':<11} {_cost_text(state['invocations'])}")
     return "\n".join(lines)
+
+
+def _cost_text(ledger: dict[str, Any]) -> str:
+    n = ledger["invocations"]
+    if not n:
+        return "no invocation has written its line yet"
+    text = (f"{n} invocation{'s' if n > 1 else ''}, {ledger['wall_s'] / 3600:.1f} h wall, "
+            f"{ledger['cpu_s'] / 3600:.1f} CPU-hours")
+    if ledger["cpus"]:
+        text += f" on {' and '.join(ledger['cpus'])}"
+    if ledger["running"]:
+        text += f"; running now: pid {', '.join(str(pid) for pid in ledger['running'])}"
+    if ledger["killed"]:
+        text += f"; {ledger['killed']} killed outright (counted to its last heartbeat)"
+    return text

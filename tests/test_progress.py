@@ -84,6 +84,41 @@ def test_a_run_with_nothing_finished_lately_is_flagged(unfinished):
     assert "none finished in the last 20 min (is the run going?)" in text
 
 
+def _ledger_line(pid: int, updated: float, ended: str | None, cpu: str, wall_s: float) -> dict:
+    from datetime import datetime, timezone
+
+    stamp = datetime.fromtimestamp(updated, timezone.utc).isoformat(timespec="seconds")
+    return {"id": f"{pid:012x}", "started": stamp, "command": "bench run", "pid": pid, "cpu": cpu, "wall_s": wall_s,
+            "cpu_s": 2 * wall_s, "max_rss_gb": 1.0, "peak_tree_rss_gb": 2.0, "phases_s": {"evaluation": wall_s},
+            "finished": ended == "finished", "ended": ended, "updated": stamp}
+
+
+def _write_ledger(run_dir: Path, *lines: dict) -> None:
+    (run_dir / "invocations.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_the_ledger_says_whether_the_run_is_going_and_what_it_cost(unfinished):
+    """A recent heartbeat: running, however long no file has finished; a heartbeat that stopped without an end: a
+    process killed outright; lines from before heartbeats: nothing can be said, and the old hint stays."""
+    later = NOW + 7200  # nothing has finished within the window
+    old = {k: v for k, v in _ledger_line(11, NOW - 9000, None, "AMD EPYC", 3600.0).items()
+           if k not in ("ended", "updated", "id", "cpu")}
+    _write_ledger(unfinished, old, _ledger_line(22, later - 30, None, "Intel Xeon", 1800.0))
+    text = format_progress(progress(unfinished, window_s=1200, now=later))
+    assert "none finished in the last 20 min\n" in text and "is the run going" not in text
+    assert "cost        2 invocations, 1.5 h wall, 3.0 CPU-hours on Intel Xeon; running now: pid 22" in text
+    _write_ledger(unfinished, old, _ledger_line(22, later - 3600, None, "Intel Xeon", 1800.0),
+                  _ledger_line(33, later - 600, "interrupted", "AMD EPYC", 360.0))
+    text = format_progress(progress(unfinished, window_s=1200, now=later))
+    assert "none finished in the last 20 min (no bench process is working on it)" in text
+    assert "3 invocations, 1.6 h wall, 3.2 CPU-hours on AMD EPYC and Intel Xeon; 1 killed outright" in text
+    _write_ledger(unfinished, old)
+    assert "(is the run going?)" in format_progress(progress(unfinished, window_s=1200, now=later))
+    (unfinished / "invocations.jsonl").write_text("{broken\n")
+    with pytest.raises(ProgressError, match=r"invocations\.jsonl: line 1 is not JSON"):
+        progress(unfinished, now=later)
+
+
 def test_packed_batches_count_in_a_fresh_clone(unfinished):
     from harness.stability.carry import pack_batches
 
@@ -129,12 +164,13 @@ def test_an_optimise_run_counts_its_chunks_of_starts(tmp_path):
 def test_a_finished_record_in_a_clean_clone_reads_its_counts_from_the_record(tmp_path, record, relaxed):
     run_dir = tmp_path / "clone"
     run_dir.mkdir()
-    for name in ("run.json", "record.json"):  # no batches/ or stability/: git does not track them
+    for name in ("run.json", "record.json", "invocations.jsonl"):  # no batches/ or stability/: git does not track
         shutil.copy(REPO / record / name, run_dir / name)
     generation, relaxation = progress(run_dir, now=NOW)["stages"]
     assert generation.finished
     assert (relaxation.done, relaxation.total) == (relaxed, relaxed)
-    assert format_progress(progress(run_dir, now=NOW)).endswith("record      written")
+    text = format_progress(progress(run_dir, now=NOW))
+    assert "\n  record      written\n  cost        " in text and "h wall" in text and "running now" not in text
 
 
 def test_a_broken_archive_names_the_file_and_line(unfinished):

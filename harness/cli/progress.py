@@ -11,7 +11,9 @@ def register(subparsers) -> None:
         "progress", help="show how far runs have got (generation batches, relaxations, record) from their files",
         description="For each run folder: generation batches and relaxations finished against what the run asks "
                     "for (relaxations carried by `bench pack` included), how many finished in the last --window "
-                    "minutes and the time left at that rate, and whether the record is written. Reads files only, "
+                    "minutes and the time left at that rate, whether the record is written, and what the run's "
+                    "invocations cost (invocations.jsonl), which one is running now and which were killed. Reads "
+                    "files only, "
                     "so it is safe beside a running `bench run` (e.g. one started with --no-progress in the "
                     "background).",
     )
