@@ -159,12 +159,9 @@ class Invocation:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self._write(self.current(ended=None))
-            except OSError:  # a full disk or a removed run folder must not stop the work; the exit tries again
+            except (OSError, ValueError):  # a full disk, a removed folder, a ledger line broken by hand: the work
+                # goes on, and the exit's write raises the error where it can be read
                 continue
-
-    def add(self, phase: str, seconds: float) -> None:
-        with self._lock:
-            self.phases[phase] = self.phases.get(phase, 0.0) + float(seconds)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -177,7 +174,7 @@ class Invocation:
         finally:
             with self._lock:
                 self._open.pop(name, None)
-            self.add(name, time.perf_counter() - start)
+                self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
 
     def current(self, ended: str | None = "finished") -> dict[str, Any]:
         """This invocation's ledger line now; ``ended`` None while it runs."""
