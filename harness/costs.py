@@ -27,10 +27,12 @@ from typing import Any
 from harness.io import atomic_write_text
 from harness.provenance import cpu_name
 
-__all__ = ["HEARTBEAT_S", "LEDGER_NAME", "Invocation", "TreeMemory", "ledger_timings", "ledger_totals", "read_ledger"]
+__all__ = ["HEARTBEAT_S", "LEDGER_NAME", "Invocation", "TreeMemory", "beating", "ledger_timings", "ledger_totals",
+           "read_ledger", "working_elsewhere"]
 
 LEDGER_NAME = "invocations.jsonl"
 HEARTBEAT_S = 60.0
+STALE_HEARTBEATS = 3  # a line not updated for this many heartbeats belongs to a process that is gone
 
 
 def _cpu_seconds() -> float:
@@ -122,6 +124,34 @@ def read_ledger(run_dir: Path) -> list[dict[str, Any]]:
             except ValueError as error:
                 raise ValueError(f"{path}: line {number} is not JSON ({error})") from error
     return lines
+
+
+def beating(lines: list[dict[str, Any]], now: float | None = None) -> list[dict[str, Any]] | None:
+    """The lines whose heartbeat is recent (an invocation at work, as far as the files can say); None where no line
+    has heartbeats (a ledger from before them, or none), so nothing can be said."""
+    with_heartbeats = [line for line in lines if "ended" in line]
+    if not with_heartbeats:
+        return None
+    now = time.time() if now is None else now
+    return [line for line in with_heartbeats if line["ended"] is None
+            and now - datetime.fromisoformat(line["updated"]).timestamp() <= STALE_HEARTBEATS * HEARTBEAT_S]
+
+
+def working_elsewhere(run_dir: Path) -> list[dict[str, Any]]:
+    """Other processes of this machine at work on ``run_dir`` now: a recent heartbeat from a pid that is alive and
+    not this one. Two at once would relax the same structures twice, and two MP-20 evaluations at once have been
+    killed for memory here."""
+    return [line for line in beating(read_ledger(run_dir)) or [] if line["pid"] != os.getpid() and _alive(line["pid"])]
+
+
+def _alive(pid: int) -> bool:
+    """A running process (a killed one its parent has not reaped yet is a zombie, not alive)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 class Invocation:

@@ -22,16 +22,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.costs import HEARTBEAT_S, ledger_totals, read_ledger
+from harness.costs import beating, ledger_totals, read_ledger
 from harness.records import RECORD_NAME, SAMPLES_NAME
 from harness.stability.carry import ARCHIVE_NAME, BATCHES_NAME, packed_paths
 
 DEFAULT_WINDOW_S = 1200.0
-STALE_HEARTBEATS = 3  # a line not updated for this many heartbeats belongs to a process that is gone
 
 
 class ProgressError(ValueError):
@@ -193,11 +191,8 @@ def _invocations(run_dir: Path, now: float) -> dict[str, Any]:
     except ValueError as exc:
         raise ProgressError(str(exc)) from None
     totals = ledger_totals(lines)
-    beating = [line for line in lines if "ended" in line]
-    running = None
-    if beating:
-        running = [line["pid"] for line in beating if line["ended"] is None
-                   and now - datetime.fromisoformat(line["updated"]).timestamp() <= STALE_HEARTBEATS * HEARTBEAT_S]
+    recent = beating(lines, now)
+    running = None if recent is None else [line["pid"] for line in recent]
     return {**totals, "running": running, "killed": totals["killed_invocations"] - len(running or [])}
 
 

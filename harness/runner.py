@@ -120,8 +120,19 @@ def _run_params(request: RunRequest, n: int, checkpoint_sha: str | None) -> dict
 
 def claim_run_dir(run_dir: Path, params: dict[str, Any]) -> None:
     """Write the run's settings to ``run_dir/run.json``, or check that a run already there has the same ones (a
-    resume); a folder holding a run with other settings is refused (every task's run path uses this). Relaxations
-    packed into the folder (``bench pack``) are written back where they are missing."""
+    resume); a folder holding a run with other settings is refused (every task's run path uses this), and so is one
+    another process of this machine is working on (its heartbeat in ``invocations.jsonl``). Relaxations packed into
+    the folder (``bench pack``) are written back where they are missing."""
+    from harness.costs import working_elsewhere
+
+    try:
+        busy = working_elsewhere(Path(run_dir))
+    except ValueError as exc:  # a broken ledger line: named by file and line
+        raise RunError(str(exc)) from None
+    if busy:
+        pids = ", ".join(str(line["pid"]) for line in busy)
+        raise RunError(f"{run_dir}: another bench process (pid {pids}, its cost line updated {busy[0]['updated']}) is "
+                       f"working on this run; wait for it (bench progress {run_dir}) or stop it (kill {pids}) first")
     params_path = Path(run_dir) / "run.json"
     if params_path.exists():
         previous = json.loads(params_path.read_text())

@@ -180,3 +180,40 @@ def test_sigterm_ends_a_bench_command_as_ctrl_c_does(tmp_path):
     assert "terminated; rerun the same command to resume" in done.stderr
     (line,) = read_ledger(tmp_path)
     assert line["ended"] == "interrupted" and "evaluation" in line["phases_s"]
+
+
+HOLDING = """
+import sys, time
+from harness.costs import Invocation
+with Invocation(sys.argv[1], "holding"):
+    sys.stdout.write("ready\\n"); sys.stdout.flush()
+    time.sleep(60)
+"""
+
+
+def test_a_run_folder_another_live_process_works_on_is_refused(tmp_path):
+    """A second `bench run` on a folder a background run is still working on would relax the same structures again
+    (and two MP-20 evaluations at once have run out of memory here): it is refused, naming the pid; once that
+    process is gone, its recent line no longer holds the folder."""
+    import psutil
+
+    from harness.runner import RunError, claim_run_dir
+
+    params = {"plugin": "trainset", "dataset": "tiny", "n_samples": 4, "seed": 0}
+    child = subprocess.Popen([sys.executable, "-c", HOLDING, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with pytest.raises(RunError, match=rf"another bench process \(pid {child.pid},.*kill {child.pid}"):
+            claim_run_dir(tmp_path, params)
+        assert not (tmp_path / "run.json").exists()
+        child.kill()  # killed and not yet reaped: a zombie, which is not at work
+        deadline = time.monotonic() + 30
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        claim_run_dir(tmp_path, params)
+    finally:
+        child.kill()
+        child.wait()
+    assert (tmp_path / "run.json").exists()
+    with Invocation(tmp_path, "this process"):  # its own line does not hold the folder against it
+        claim_run_dir(tmp_path, params)
