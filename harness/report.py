@@ -185,6 +185,10 @@ def cost_text(timings: dict[str, Any]) -> str:
              f"{sec(timings.get('cpu_s'))}, peak memory {timings.get('max_rss_gb')} GB in one process")
     if timings.get("peak_tree_rss_gb") is not None:
         text += f", {timings['peak_tree_rss_gb']} GB in all its processes together"
+    if timings.get("cpus"):
+        text += f"; on {' and '.join(timings['cpus'])}"
+    if timings.get("killed_invocations"):
+        text += f"; {timings['killed_invocations']} invocation(s) killed outright, counted to their last heartbeat"
     stages = timings.get("stages_final_invocation_s") or {}
     if stages:
         text += "; last invocation's stages: " + ", ".join(f"{k} {v:,.1f} s" for k, v in stages.items())

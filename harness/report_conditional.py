@@ -12,6 +12,7 @@ import pandas as pd
 
 from harness.io import atomic_write, atomic_write_text
 from harness.records import load_record
+from harness.report import cost_text
 
 PLOT_NAME = "conditional_formation_energy.png"
 
@@ -108,8 +109,7 @@ def write_conditional_report(record_path: str | Path, data_dir: str | Path | Non
              f"labels `{block['labels']}`, evaluation `{block['evaluation']}`",
              f"- Tier {record['tier']}: {record['n_samples']:,} samples over {len(block['targets'])} target(s), seed "
              f"{record['seeds']['sample']} at every target",
-             f"- Generation {record['timings'].get('generation_s') or 0:.0f} s, evaluation "
-             f"{record['timings'].get('evaluation_s') or 0:.0f} s, peak {record['timings'].get('peak_tree_rss_gb')} GB",
+             f"- Cost: {cost_text(record['timings'])}",
              ""]
     if (manifest.get("init_from") or {}).get("epochs") is not None:
         source = manifest["init_from"]
@@ -248,8 +248,8 @@ def write_optimise_report(record_path: str | Path) -> ConditionalReport:
                 f"{block['oracle']['test']['spearman']:.3f}; weights sha256 {block['oracle']['weights_sha256'][:12]}"]
                if block["oracle"].get("test") else []),
              f"- Starts: the first {block['starts']['n']} of the {block['starts']['split']} split; tier {record['tier']}",
-             f"- Optimisation and decoding {record['timings'].get('generation_s') or 0:.0f} s, scoring "
-             f"{record['timings'].get('evaluation_s') or 0:.0f} s, peak {record['timings'].get('peak_tree_rss_gb')} GB",
+             f"- Cost: {cost_text(record['timings'])} (generation: the optimisation and decoding; evaluation: the "
+             f"scoring)",
              "",
              tabulate([[fmt(m["sr5"], "rate"), fmt(m["sr10"], "rate"), fmt(m["sr15"], "rate"), m["n_starts"],
                         m["n_failed"], f"{details.get('n_valid')} / {details.get('n_scored')} of "

@@ -143,3 +143,13 @@ def test_invalid_reasons_count_a_sample_that_was_never_built_once():
         "- 1 × atoms … Å apart (< …)",
         "- 1 × generator returned no structure",
     ]
+
+
+def test_the_cost_line_names_the_cpus_and_the_invocations_killed_outright():
+    timings = {"generation_s": 12.0, "evaluation_s": 3600.0, "invocations": 3, "wall_s": 4000.0, "cpu_s": 7900.0,
+               "max_rss_gb": 2.1, "peak_tree_rss_gb": 4.4, "cpus": ["AMD EPYC", "Intel Xeon"], "killed_invocations": 1}
+    text = report.cost_text(timings)
+    assert "over 3 invocation(s); wall 4,000.0 s, CPU 7,900.0 s" in text
+    assert "; on AMD EPYC and Intel Xeon; 1 invocation(s) killed outright, counted to their last heartbeat" in text
+    older = report.cost_text({k: v for k, v in timings.items() if k not in ("cpus", "killed_invocations")})
+    assert "killed" not in older and " on " not in older
