@@ -208,7 +208,8 @@ class Invocation:
 
     def current(self, ended: str | None = "finished") -> dict[str, Any]:
         """This invocation's ledger line now; ``ended`` None while it runs."""
-        now = time.perf_counter()
+        cpu_s = _cpu_seconds() - self._cpu0  # first: reading the processes can wait long for the GIL beside a
+        now = time.perf_counter()  # busy main thread, and the wall time must cover it
         with self._lock:
             phases = dict(self.phases)
             for name, start in self._open.items():
@@ -220,7 +221,7 @@ class Invocation:
             "pid": os.getpid(),
             "cpu": self._cpu,
             "wall_s": round(now - self._wall0, 3),
-            "cpu_s": round(_cpu_seconds() - self._cpu0, 3),
+            "cpu_s": round(cpu_s, 3),
             "max_rss_gb": _max_rss_gb(),
             "peak_tree_rss_gb": max(self._memory.peak_gb, round(self._memory.sample() / 1e9, 3)),
             "phases_s": {k: round(v, 3) for k, v in phases.items()},

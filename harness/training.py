@@ -85,10 +85,9 @@ def stop_on_signals(log=print):
     """Yields an event that SIGTERM or SIGINT (Ctrl-C) sets, so that training stops at the next batch with a
     checkpoint, as at its time box, instead of losing the minutes since the last one; a second signal stops at once.
     The previous handlers come back on exit; outside the main thread nothing is installed."""
+    from harness.signals import handling
+
     event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
 
     def handler(signum, frame):
         if event.is_set():
@@ -96,11 +95,5 @@ def stop_on_signals(log=print):
         log(f"{signal.Signals(signum).name}: stopping after this batch with a checkpoint (send it again to stop at once)")
         event.set()
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
-    for signum in previous:
-        signal.signal(signum, handler)
-    try:
+    with handling((signal.SIGTERM, signal.SIGINT), handler):
         yield event
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import signal
 import sys
-import threading
 
 from harness import __version__
+from harness.signals import handling
 
 VERBS = ("plugins", "datasets", "run", "evaluate", "train", "sample", "leaderboard", "report", "hull", "rescore", "relax", "pack", "retire", "progress")
 
@@ -30,20 +29,8 @@ class Terminated(KeyboardInterrupt):
     exit_code = 128 + signal.SIGTERM
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum, frame):
-        raise Terminated(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _terminate(signum, frame):
+    raise Terminated(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with _sigterm_as_interrupt():
+        with handling((signal.SIGTERM,), _terminate):
             return int(args.func(args) or 0)
     except (DatasetError, RegistryError, SampleFileError, RecordError, RunError, FileNotFoundError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
